@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make demo` (set up + run the embedded study) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.nnkscope-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,report]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/graph_demo.py --out demo-out
+	@echo "report: demo-out/report.html"
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+	@$(PY) -m pytest -q; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing" >&2; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(PY) bench/nnk_graph.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

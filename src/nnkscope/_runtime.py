@@ -1,0 +1,57 @@
+"""Thread control and progress bars (the two run-time concerns every long computation shares)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+from .errors import InvalidParameterError
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """``None`` or ``-1`` -> every CPU this process may use; ``-2`` -> all but one; a positive int as given."""
+    if n_jobs is None:
+        return available_cpus()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise InvalidParameterError(f"n_jobs must be a non-zero integer or None; got {n_jobs!r}")
+    if n_jobs < 0:
+        return max(1, available_cpus() + 1 + n_jobs)
+    return n_jobs
+
+
+@contextlib.contextmanager
+def thread_limit(n_jobs: int | None) -> Iterator[int]:
+    """Run the body with faiss, numba and BLAS all limited to ``n_jobs`` threads, then restore them."""
+    import faiss
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = resolve_n_jobs(n_jobs)
+    n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
+    old_faiss = faiss.omp_get_max_threads()
+    old_numba = numba.get_num_threads()
+    faiss.omp_set_num_threads(n)
+    numba.set_num_threads(n_numba)
+    try:
+        with threadpool_limits(limits=n):
+            yield n
+    finally:
+        faiss.omp_set_num_threads(old_faiss)
+        numba.set_num_threads(old_numba)
+
+
+def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "pts"):
+    """A tqdm bar; ``progress=None`` shows it only when stderr is a terminal (so logs and CI stay clean)."""
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False, dynamic_ncols=True)

@@ -1,0 +1,126 @@
+"""Input checks shared by every public entry point (one place, one wording)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import (
+    InputDTypeError,
+    InputRangeError,
+    InputShapeError,
+    InvalidParameterError,
+    NonFiniteError,
+    TooFewPointsError,
+    ZeroVectorError,
+)
+
+
+def as_points(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D float32/float64 array, or raise a specific error.
+
+    Integer and boolean inputs are promoted to float64 (exact for integers below 2**53); float16 is promoted to
+    float32.  float32 and float64 are kept as they are, so a float32 embedding costs no copy.
+    """
+    arr = np.asarray(X)
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)  # longdouble: no native kernel, float64 is what we compute in anyway
+    elif arr.dtype.kind != "f":
+        raise InputDTypeError(
+            f"{name} has dtype {arr.dtype}, which nnkscope cannot use; convert it to real numbers first, "
+            f"e.g. {name}.astype(np.float32)"
+        )
+    if arr.ndim != 2:
+        hint = f"{name}.reshape(len({name}), -1)" if arr.ndim > 2 else f"{name}.reshape(-1, 1)"
+        raise InputShapeError(
+            f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}. Use {hint} to flatten it"
+        )
+    if arr.shape[0] < min_rows:
+        raise TooFewPointsError(f"{name} has {arr.shape[0]} rows; at least {min_rows} are needed")
+    if arr.shape[1] == 0:
+        raise InputShapeError(f"{name} has 0 features (shape {arr.shape}); pass at least one column")
+    check_finite(arr, name)
+    check_range(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+MAX_ABS = 1e150  # squared distances of such values stay far inside float64
+
+
+def check_range(arr: np.ndarray, name: str = "X") -> None:
+    """Refuse magnitudes whose squares overflow (or, for non-zero data, underflow) float64."""
+    if arr.size == 0:
+        return
+    big = float(np.max(np.abs(arr)))
+    if big > MAX_ABS or 0 < big < 1 / MAX_ABS:
+        raise InputRangeError(
+            f"{name} has values of magnitude {big:.3g}; squared distances would leave float64's range. "
+            f"Rescale it first, e.g. {name} = {name} / np.abs({name}).max()"
+        )
+
+
+def check_finite(arr: np.ndarray, name: str = "X") -> None:
+    """Raise :class:`NonFiniteError` naming the first offending row if ``arr`` has NaN or inf."""
+    # np.isfinite on the whole array would allocate N*d booleans; a sum is finite iff every entry is
+    # (barring overflow, which we then check exactly), so only bad inputs pay for the exact scan.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None, dtype=np.float64)
+    if np.isfinite(total):
+        return
+    bad_rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if bad_rows.size == 0:
+        return  # the sum overflowed, every entry is finite
+    n_bad = int((~np.isfinite(arr)).sum())
+    raise NonFiniteError(
+        f"{name} contains {n_bad} NaN/inf value(s) in {bad_rows.size} row(s) (first: row {int(bad_rows[0])}); "
+        f"drop or impute those rows first, e.g. {name} = {name}[np.isfinite({name}).all(axis=1)]"
+    )
+
+
+def check_k(k, n_points: int, *, extra: int = 1, what: str = "k") -> int:
+    """Validate a neighbour count: a positive integer with ``k + extra <= n_points``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise InvalidParameterError(f"{what} must be a positive integer; got {k!r}")
+    k = int(k)
+    if k <= 0:
+        raise InvalidParameterError(f"{what} must be a positive integer; got {k}. Use {what} >= 1 (typical: 10-50)")
+    if k + extra > n_points:
+        raise TooFewPointsError(
+            f"{what}={k} needs at least {k + extra} points (each point's {k} neighbours exclude itself); "
+            f"got {n_points}. Lower {what} to at most {n_points - extra} or add points"
+        )
+    return k
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    """Validate a finite positive real scalar."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a finite real number; got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidParameterError(f"{name} must be {bound}; got {value!r}")
+    return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise InvalidParameterError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+    return value
+
+
+def check_no_zero_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Return the float64 row norms of ``X``; raise :class:`ZeroVectorError` if any row is all zeros."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        shown = ", ".join(map(str, zero[:5])) + (" ..." if zero.size > 5 else "")
+        raise ZeroVectorError(
+            f"{name} has {zero.size} all-zero row(s) (rows {shown}); the cosine kernel needs a direction. "
+            f"Drop them (e.g. {name}[np.linalg.norm({name}, axis=1) > 0]) or use kernel='gaussian'"
+        )
+    return norms
