@@ -10,6 +10,7 @@ Data flow of :func:`nnk_graph`::
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +238,9 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
     tol = check_positive(tol, "tol")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
         raise InvalidParameterError(f"block_size must be a positive integer; got {block_size!r}")
+    t0 = time.perf_counter()
     nbrs = _resolve_neighbors(X, k, kern, knn, duplicates, n_jobs, progress)
+    t1 = time.perf_counter()
     if kern.name == "gaussian" and kern.sigma is None:
         kern = Kernel("gaussian", sigma_from_kth_distance(nbrs.distances[:, -1]))
     N = len(X)
@@ -257,9 +260,11 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
                 solve_nodes(X, inv, nbrs.indices, kern.code, kern.gamma, method, tau, tol, lo, theta[lo:hi],
                             errors[lo:hi], status[lo:hi], 64)
             bar.update(hi - lo)
+    t2 = time.perf_counter()
     params = {"k": k, "kernel": kern.name, "sigma": kern.sigma, "solver": solver, "symmetrize": symmetrize,
               "tau": tau, "tol": tol, "knn": nbrs.summary(), "n_features": X.shape[1],
-              "dtype": str(X.dtype), "nnkscope_version": __version__}
+              "dtype": str(X.dtype), "nnkscope_version": __version__,
+              "timings": {"knn_s": t1 - t0, "solve_s": t2 - t1}}
     return NNKGraph(nbrs.indices, theta, errors, status, nbrs.distances, params)
 
 

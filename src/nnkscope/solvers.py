@@ -85,8 +85,35 @@ def _chol_solve(L, p, rhs, z, tmp):
 # the two compiled solvers; scratch arrays are owned by the caller so a block of nodes allocates once
 
 
-@nb.njit(cache=True)
-def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
+_FM = {"reassoc", "contract", "nsz"}  # lets LLVM vectorise the reductions; keeps NaN/inf semantics
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _forward(L, p, col, out):
+    """out[:p] = L[:p, :p]^{-1} col[:p] (rows of L are contiguous)."""
+    for a in range(p):
+        s = col[a]
+        row = L[a]
+        for c in range(a):
+            s -= row[c] * out[c]
+        out[a] = s / row[a]
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _backward(L, p, y, z, tmp):
+    """z[:p] = L[:p, :p]^{-T} y[:p], column-oriented so the inner loop walks a row of L."""
+    for a in range(p):
+        tmp[a] = y[a]
+    for a in range(p - 1, -1, -1):
+        za = tmp[a] / L[a, a]
+        z[a] = za
+        row = L[a]
+        for c in range(a):
+            tmp[c] -= row[c] * za
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
     k = g.shape[0]
     status = 0
     n_allowed = 0
@@ -115,12 +142,10 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
         if it >= maxit:
             status |= ST_MAXITER
             break
-        # extend the factor by the row of t: L[p, :p] = L^{-1} K[P, t], L[p, p] = sqrt(K_tt - |l|^2)
+        # extend the factor by t's row: L[p, :p] = L^{-1} K[P, t], L[p, p] = sqrt(K_tt - |l|^2)
         for a in range(p):
-            s = K[pidx[a], t]
-            for c in range(a):
-                s -= L[a, c] * L[p, c]
-            L[p, a] = s / L[a, a]
+            tmp[a] = K[t, pidx[a]]
+        _forward(L, p, tmp, L[p])
         s = K[t, t]
         for c in range(p):
             s -= L[p, c] * L[p, c]
@@ -128,16 +153,18 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
             tskip[t] = True  # t lies (numerically) in the span of the support: it cannot improve the fit
             status |= ST_DEGENERATE
             continue
-        L[p, p] = math.sqrt(s)
+        L[p, p] = np.sqrt(s)
+        acc = g[t]
+        for c in range(p):
+            acc -= L[p, c] * y[c]
+        y[p] = acc / L[p, p]  # y = L^{-1} g_P, kept up to date in O(p)
         pidx[p] = t
         inP[t] = True
         p += 1
         first = True
         while True:
             it += 1
-            for a in range(p):
-                rhs[a] = g[pidx[a]]
-            _chol_solve(L, p, rhs, z, tmp)
+            _backward(L, p, y, z, tmp)
             feasible = True
             for a in range(p):
                 if z[a] <= 0.0:
@@ -149,7 +176,7 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
                 break
             if first and z[p - 1] <= 0.0:
                 # In exact arithmetic an entering variable with w_t > 0 gets z_t > 0; if rounding says otherwise,
-                # take it back out (the factor's first p-1 rows are still valid) rather than cycle.
+                # take it back out (the factor's first p-1 rows and y are still valid) rather than cycle.
                 p -= 1
                 inP[t] = False
                 tskip[t] = True
@@ -182,20 +209,23 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
             if p == 0:
                 break
             _chol_factor(K, pidx, p, L, 0.0)  # a principal block of a PD block stays PD
+            for a in range(p):
+                tmp[a] = g[pidx[a]]
+            _forward(L, p, tmp, y)
             if it >= maxit:
                 status |= ST_MAXITER
                 break
         if inP[t]:
             for j in range(k):
                 tskip[j] = False  # the dual changed: earlier skipped candidates get another look
+        # dual w = g - K theta, accumulated row by row of K (contiguous, vectorisable)
         for j in range(k):
-            if inP[j]:
-                w[j] = 0.0
-            else:
-                s = g[j]
-                for a in range(p):
-                    s -= K[j, pidx[a]] * theta[pidx[a]]
-                w[j] = s
+            w[j] = g[j]
+        for a in range(p):
+            ta = theta[pidx[a]]
+            row = K[pidx[a]]
+            for j in range(k):
+                w[j] -= row[j] * ta
         if status & ST_MAXITER:
             break
     return status

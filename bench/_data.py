@@ -1,0 +1,23 @@
+"""Seeded synthetic embeddings shared by the benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def embedding_like(n: int, d: int, *, latent: int = 16, n_clusters: int = 200, noise: float = 0.3,
+                   seed: int = 0) -> np.ndarray:
+    """Gaussian clusters on a ``latent``-dimensional space, mapped linearly to ``d`` dimensions, plus noise.
+
+    Low intrinsic dimension inside a high ambient dimension, like learned representations. Generated in blocks
+    so that 10^6 x 768 does not need a float64 copy.
+    """
+    r = np.random.default_rng(seed)
+    centres = r.normal(scale=3.0, size=(n_clusters, latent))
+    proj = r.normal(size=(latent, d)) / np.sqrt(latent)
+    out = np.empty((n, d), np.float32)
+    for lo in range(0, n, 65536):
+        hi = min(n, lo + 65536)
+        z = centres[r.integers(n_clusters, size=hi - lo)] + r.normal(size=(hi - lo, latent))
+        out[lo:hi] = z @ proj + noise * r.normal(size=(hi - lo, d))
+    return out
