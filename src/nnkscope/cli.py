@@ -64,6 +64,109 @@ def _cmd_graph(args) -> int:
     return 0
 
 
+def _load_labels(path: str, n: int):
+    import numpy as np
+
+    from .errors import FileFormatError, InputShapeError
+
+    try:
+        y = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"{path}: could not read labels ({exc}); save them with np.save(path, y)") from exc
+    if y.ndim != 1 or len(y) != n:
+        raise InputShapeError(f"{path}: labels must be 1-D with {n} entries (one per feature row); got {y.shape}")
+    return y
+
+
+def _print_table(rows: dict) -> None:
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+def _add_collapse_parsers(sub) -> None:
+    p = sub.add_parser("collapse", help="neural collapse metrics (NC1-NC4) of saved features",
+                       description="Neural collapse metrics of features (streamed in row blocks).")
+    p.add_argument("features", help="(N, d) features: .npy (memory-mapped), .npz, .parquet or .zarr")
+    p.add_argument("--labels", required=True, help=".npy with N integer labels 0..K-1")
+    p.add_argument("--classifier", help=".npy with the (K, d) last-layer weights (enables NC2-W, NC3, NC4)")
+    p.add_argument("--bias", help=".npy with the (K,) last-layer bias")
+    p.add_argument("--key", default=None)
+    p.add_argument("--batch-size", type=int, default=65536)
+    p.add_argument("-o", "--output", help="write the metrics as JSON")
+    p.set_defaults(func=_cmd_collapse)
+
+    p = sub.add_parser("separation", help="separation fuzziness per layer and the equi-separation fit",
+                       description="He & Su separation fuzziness D_l of each layer (in depth order) and the "
+                                   "log-linear fit giving the decay ratio rho.")
+    p.add_argument("layers", nargs="+", help="one feature file per layer in depth order, or one .npz with one "
+                                             "array per layer (stored order)")
+    p.add_argument("--labels", required=True)
+    p.add_argument("--weighting", choices=["balanced", "imbalanced"], default="balanced")
+    p.add_argument("--first-is-input", action="store_true", help="also report the fit without the first layer")
+    p.add_argument("--batch-size", type=int, default=65536)
+    p.add_argument("-o", "--output", help="write the per-layer table as CSV")
+    p.set_defaults(func=_cmd_separation)
+
+
+def _cmd_collapse(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .collapse import neural_collapse, scatter_in_blocks
+    from .io import atomic_path, load_embeddings
+
+    H = load_embeddings(args.features, key=args.key)
+    y = _load_labels(args.labels, len(H))
+    stats = scatter_in_blocks(H, y, int(np.max(y)) + 1, args.batch_size)
+    W = np.load(args.classifier, allow_pickle=False) if args.classifier else None
+    b = np.load(args.bias, allow_pickle=False) if args.bias else None
+    batches = ((H[lo:lo + args.batch_size], y[lo:lo + args.batch_size]) for lo in range(0, len(H), args.batch_size))
+    metrics = neural_collapse(stats, W=W, b=b, batches=batches if W is not None else None)
+    _print_table(metrics)
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _cmd_separation(args) -> int:
+    import numpy as np
+
+    from .collapse import equi_separation_fit, scatter_in_blocks, separation_fuzziness
+    from .errors import InputShapeError
+    from .io import atomic_path, load_embeddings
+
+    if len(args.layers) == 1 and args.layers[0].endswith(".npz"):
+        with np.load(args.layers[0], allow_pickle=False) as z:
+            named = [(name, z[name]) for name in z.files]
+    else:
+        named = [(path, load_embeddings(path)) for path in args.layers]
+    y = _load_labels(args.labels, len(named[0][1]))
+    K = int(np.max(y)) + 1
+    rows = []
+    for i, (name, H) in enumerate(named):
+        if len(H) != len(y):
+            raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(y)} labels")
+        stats = scatter_in_blocks(H, y, K, args.batch_size)
+        D = separation_fuzziness(stats, weighting=args.weighting)
+        rows.append((i, name, D))
+        print(f"layer {i:3d}  D = {D:12.6g}  log D = {np.log(D):9.4f}  {name}")
+    D = np.array([r[2] for r in rows])
+    fits = {"all layers": equi_separation_fit(D)}
+    if args.first_is_input and len(D) >= 4:
+        fits["without input"] = equi_separation_fit(D[1:], np.arange(1, len(D)))
+    for label, f in fits.items():
+        print(f"fit ({label}): rho = {f.rho:.4f}  Pearson r = {f.r:.4f}  R^2 = {f.r2:.4f}")
+    if args.output:
+        import pandas as pd
+
+        with atomic_path(args.output) as tmp:
+            pd.DataFrame(rows, columns=["index", "layer", "D"]).to_csv(tmp, index=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -71,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnkscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_graph_parser(sub)
+    _add_collapse_parsers(sub)
     return parser
 
 
