@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.nnkscope-installed
 
 .PHONY: demo test lint bench clean
 
+# torch==2.13.0 is installed first and on its own: that version is on local disk; any other would pull GBs of CUDA.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,report]'
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,torch,data,report]'
 	touch $(STAMP)
 
 demo: $(STAMP)

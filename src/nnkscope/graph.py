@@ -253,12 +253,12 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
             hi = min(N, lo + block_size)
             if solver == "scipy":
                 rows = np.arange(lo, hi, dtype=np.int64)
-                Ks, gs = _local_problems(X, inv, rows, nbrs.indices[lo:hi], kern.code, kern.gamma)
+                Ks, gs = _local_problems(X, inv, X, inv, rows, nbrs.indices[lo:hi], kern.code, kern.gamma)
                 theta[lo:hi], errors[lo:hi], status[lo:hi] = solve_nnk(Ks, gs, solver="scipy", tau=tau, tol=tol)
             else:
                 method = EXACT if solver == "exact" else REFERENCE
-                solve_nodes(X, inv, nbrs.indices, kern.code, kern.gamma, method, tau, tol, lo, theta[lo:hi],
-                            errors[lo:hi], status[lo:hi], 64)
+                solve_nodes(X, inv, X, inv, nbrs.indices, kern.code, kern.gamma, method, tau, tol, lo,
+                            theta[lo:hi], errors[lo:hi], status[lo:hi], 64)
             bar.update(hi - lo)
     t2 = time.perf_counter()
     params = {"k": k, "kernel": kern.name, "sigma": kern.sigma, "solver": solver, "symmetrize": symmetrize,

@@ -126,21 +126,23 @@ def _dot(a, b):
 
 
 @nb.njit(cache=True)
-def build_local_problem(X, inv_norms, i, cand, kind, gamma, xi, buf, K, g):
-    """Fill ``K`` (k x k) and ``g`` (k) for node ``i`` with candidates ``cand``; ``xi``/``buf`` are scratch."""
+def build_local_problem(X, inv_norms, q, q_inv, cand, kind, gamma, xi, buf, K, g):
+    """Fill ``K`` (k x k) and ``g`` (k) for the query vector ``q`` with candidate rows ``cand`` of ``X``.
+
+    ``q_inv`` is the query's inverse norm (cosine only); ``xi`` and ``buf`` are scratch.
+    """
     k = cand.shape[0]
     d = X.shape[1]
     if kind == GAUSSIAN:
         for t in range(d):
-            xi[t] = X[i, t]
+            xi[t] = q[t]
         for a in range(k):
             row = cand[a]
             for t in range(d):
                 buf[a, t] = X[row, t]
     else:
-        s = inv_norms[i]
         for t in range(d):
-            xi[t] = X[i, t] * s
+            xi[t] = q[t] * q_inv
         for a in range(k):
             row = cand[a]
             s = inv_norms[row]
@@ -162,7 +164,7 @@ def build_local_problem(X, inv_norms, i, cand, kind, gamma, xi, buf, K, g):
 
 
 @nb.njit(parallel=True, cache=True)
-def _local_problems(X, inv_norms, rows, candidates, kind, gamma):
+def _local_problems(Q, q_inv, X, inv_norms, rows, candidates, kind, gamma):
     n, k = candidates.shape
     d = X.shape[1]
     Ks = np.empty((n, k, k))
@@ -170,7 +172,8 @@ def _local_problems(X, inv_norms, rows, candidates, kind, gamma):
     for r in nb.prange(n):
         xi = np.empty(d)
         buf = np.empty((k, d))
-        build_local_problem(X, inv_norms, rows[r], candidates[r], kind, gamma, xi, buf, Ks[r], gs[r])
+        qi = q_inv[rows[r]] if kind == COSINE else 1.0
+        build_local_problem(X, inv_norms, Q[rows[r]], qi, candidates[r], kind, gamma, xi, buf, Ks[r], gs[r])
     return Ks, gs
 
 
@@ -220,4 +223,5 @@ def local_problems(X, candidates, kernel: str = "gaussian", sigma: float | None 
     kern = make_kernel(kernel, sigma)
     if kern.name == "gaussian" and kern.sigma is None:
         raise InvalidParameterError("local_problems needs an explicit sigma for the Gaussian kernel")
-    return _local_problems(X, inverse_norms(X, kern), rows, candidates, kern.code, kern.gamma)
+    inv = inverse_norms(X, kern)
+    return _local_problems(X, inv, X, inv, rows, candidates, kern.code, kern.gamma)

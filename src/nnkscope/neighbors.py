@@ -21,7 +21,7 @@ import numpy as np
 
 from ._runtime import progress_bar, thread_limit
 from ._validate import as_points, check_choice, check_k, check_no_zero_rows
-from .errors import DuplicatePointsError, InvalidParameterError, TooFewPointsError
+from .errors import DuplicatePointsError, InputShapeError, InvalidParameterError, TooFewPointsError
 
 __all__ = ["ExactSearch", "HNSWSearch", "Neighbors", "knn", "METRICS"]
 
@@ -97,37 +97,39 @@ def _resolve_method(method) -> ExactSearch | HNSWSearch:
 
 
 @nb.njit(cache=True)
-def _exact_distance(X, inv_norms, cosine, i, j):
+def _exact_distance(Q, q_inv, qi, X, inv_norms, cosine, j):
     d = X.shape[1]
     s = 0.0
     if cosine:
         for t in range(d):
-            s += np.float64(X[i, t]) * np.float64(X[j, t])
-        return max(0.0, 1.0 - s * inv_norms[i] * inv_norms[j])
+            s += np.float64(Q[qi, t]) * np.float64(X[j, t])
+        return max(0.0, 1.0 - s * q_inv[qi] * inv_norms[j])
     for t in range(d):
-        diff = np.float64(X[i, t]) - np.float64(X[j, t])
+        diff = np.float64(Q[qi, t]) - np.float64(X[j, t])
         s += diff * diff
     return np.sqrt(s)
 
 
 @nb.njit(parallel=True, cache=True)
-def _refine(X, inv_norms, cosine, rows, window_idx, k, drop_dup, dup_eps, out_idx, out_dist, n_valid, tie, has_dup):
-    """Exact re-ranking of one block's windows.
+def _refine(Q, q_inv, X, inv_norms, cosine, rows, self_idx, window_idx, k, drop_dup, dup_eps, out_idx, out_dist,
+            n_valid, tie, has_dup):
+    """Exact re-ranking of one block's windows (query ``Q[rows[r]]``, candidates rows of ``X``).
 
-    Writes the first ``k`` valid candidates of each row, how many valid ones the window held (``n_valid``) and
-    whether the k-th distance ties the window's last distance (``tie``: tied points may lie outside the window).
+    ``self_idx[r]`` is the database index to exclude (the query itself in a graph) or -1.  Writes the first ``k``
+    valid candidates, how many valid ones the window held (``n_valid``) and whether the k-th distance ties the
+    window's last distance (``tie``: tied points may lie outside the window).
     """
     B, W = window_idx.shape
     for r in nb.prange(B):
-        i = rows[r]
+        qi = rows[r]
         cand = np.empty(W, np.int64)
         dist = np.empty(W)
         m = 0
         for c in range(W):
             j = window_idx[r, c]
-            if j < 0 or j == i:
+            if j < 0 or j == self_idx[r]:
                 continue
-            dj = _exact_distance(X, inv_norms, cosine, i, j)
+            dj = _exact_distance(Q, q_inv, qi, X, inv_norms, cosine, j)
             # insertion into the sorted prefix; faiss's order is nearly right so this is ~linear
             pos = m
             while pos > 0 and (dist[pos - 1] > dj or (dist[pos - 1] == dj and cand[pos - 1] > j)):
@@ -153,23 +155,29 @@ def _refine(X, inv_norms, cosine, rows, window_idx, k, drop_dup, dup_eps, out_id
 
 @dataclass
 class _Space:
-    """The searched data: the caller's rows (for exact distances) and faiss's float32 copy (unit rows for cosine)."""
+    """Rows in float64-exact form and faiss's float32 copy (unit rows for cosine, rescaled if out of range)."""
 
     X: np.ndarray
     Xs: np.ndarray
     inv_norms: np.ndarray  # float64 inverse row norms (cosine) or a 1-element dummy (euclidean)
     cosine: bool
+    scale: float = 1.0
 
     @classmethod
-    def build(cls, X: np.ndarray, metric: str) -> _Space:
+    def build(cls, X: np.ndarray, metric: str, scale: float | None = None) -> _Space:
         if metric == "cosine":
             inv = 1.0 / check_no_zero_rows(X)
-            Xs = np.ascontiguousarray((X * inv[:, None]).astype(np.float32))
-            return cls(X, Xs, inv, True)
-        big = float(np.max(np.abs(X)))
-        if 0 < big and not 1e-30 < big < 1e30:  # outside float32's comfortable range: search a rescaled copy
-            return cls(X, np.ascontiguousarray(X / big, dtype=np.float32), np.ones(1), False)
-        return cls(X, np.ascontiguousarray(X, dtype=np.float32), np.ones(1), False)
+            return cls(X, np.ascontiguousarray((X * inv[:, None]).astype(np.float32)), inv, True)
+        if scale is None:
+            big = float(np.max(np.abs(X)))
+            # outside float32's comfortable range: search a rescaled copy (ranking is scale-free)
+            scale = 1.0 / big if 0 < big and not 1e-30 < big < 1e30 else 1.0
+        Xs = X * scale if scale != 1.0 else X
+        return cls(X, np.ascontiguousarray(Xs, dtype=np.float32), np.ones(1), False, scale)
+
+    def like(self, Q: np.ndarray) -> _Space:
+        """The same transformation applied to query rows."""
+        return _Space.build(Q, "cosine" if self.cosine else "euclidean", scale=self.scale)
 
     @property
     def faiss_metric(self) -> int:
@@ -181,31 +189,33 @@ class _Space:
     def dup_eps(self) -> float:
         return COSINE_DUP_EPS if self.cosine else 0.0
 
-    def window(self, searcher, rows: np.ndarray, width: int) -> np.ndarray:
-        """faiss candidate window (indices, -1 padded) of the query rows."""
+    def window(self, searcher, queries: _Space, rows: np.ndarray, width: int) -> np.ndarray:
+        """faiss candidate window (database indices, -1 padded) of the query rows."""
         import faiss
 
         width = min(width, len(self.Xs))
         if searcher is None:
-            _, idx = faiss.knn(self.Xs[rows], self.Xs, width, metric=self.faiss_metric)
+            _, idx = faiss.knn(queries.Xs[rows], self.Xs, width, metric=self.faiss_metric)
         else:
             searcher.hnsw.efSearch = max(searcher.hnsw.efSearch, width)
-            _, idx = searcher.search(self.Xs[rows], width)
+            _, idx = searcher.search(queries.Xs[rows], width)
         return np.ascontiguousarray(idx, dtype=np.int64)
 
 
-def _settle(space: _Space, searcher, rows, k, width, drop_dup, out_idx, out_dist, has_dup):
+def _settle(space: _Space, queries: _Space, in_sample: bool, searcher, rows, k, width, drop_dup, out_idx, out_dist,
+            has_dup):
     """Search + refine ``rows`` into the outputs, doubling the window for rows it cannot settle."""
     N = len(space.X)
     while rows.size:
-        wi = space.window(searcher, rows, width)
+        wi = space.window(searcher, queries, rows, width)
         bi = np.empty((rows.size, k), np.int64)
         bd = np.empty((rows.size, k))
         n_valid = np.empty(rows.size, np.int64)
         tie = np.empty(rows.size, np.bool_)
         bdup = np.empty(rows.size, np.bool_)
-        _refine(space.X, space.inv_norms, space.cosine, rows, wi, k, drop_dup, space.dup_eps, bi, bd, n_valid, tie,
-                bdup)
+        self_idx = rows if in_sample else np.full(rows.size, -1, np.int64)
+        _refine(queries.X, queries.inv_norms, space.X, space.inv_norms, space.cosine, rows, self_idx, wi, k, drop_dup,
+                space.dup_eps, bi, bd, n_valid, tie, bdup)
         has_dup[rows] = bdup
         full = min(width, N) >= N
         if full and (n_valid < k).any():
@@ -221,14 +231,15 @@ def _settle(space: _Space, searcher, rows, k, width, drop_dup, out_idx, out_dist
         width *= 2
 
 
-def knn(X, k: int, *, metric: str = "euclidean", method="exact", duplicates: str = "keep",
+def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", duplicates: str = "keep",
         n_jobs: int | None = None, progress: bool | None = None) -> Neighbors:
-    """k nearest neighbours of every row of ``X`` among the other rows.
+    """k nearest neighbours of every row of ``X`` among the other rows, or of each row of ``queries`` in ``X``.
 
     Parameters
     ----------
     X : (N, d) array (float32 is searched without a copy of a different precision).
-    k : number of neighbours (self excluded); needs ``N >= k + 1``.
+    k : number of neighbours (self excluded); needs ``N >= k + 1`` (``N >= k`` with ``queries``).
+    queries : optional (Q, d) array searched against ``X`` (no self-exclusion: they are not rows of ``X``).
     metric : "euclidean" or "cosine" (ranking by ``1 - cos``; all-zero rows are rejected).
     method : "exact" (default), "hnsw", or an :class:`ExactSearch` / :class:`HNSWSearch` with settings.
     duplicates : "keep" (identical points are ordinary neighbours; ties go to the lower index), "drop" (a point
@@ -249,27 +260,35 @@ def knn(X, k: int, *, metric: str = "euclidean", method="exact", duplicates: str
     """
     X = as_points(X)
     N = len(X)
-    k = check_k(k, N)
+    in_sample = queries is None
+    k = check_k(k, N, extra=1 if in_sample else 0)
+    if not in_sample:
+        queries = as_points(queries, "queries")
+        if queries.shape[1] != X.shape[1]:
+            raise InputShapeError(f"queries have {queries.shape[1]} features but X has {X.shape[1]}; "
+                                  "embed both with the same model and layer")
     check_choice(metric, "metric", METRICS)
     check_choice(duplicates, "duplicates", ("keep", "drop", "error"))
     spec = _resolve_method(method)
-    idx = np.empty((N, k), np.int64)
-    dist = np.empty((N, k))
-    has_dup = np.zeros(N, np.bool_)
+    nq = N if in_sample else len(queries)
+    idx = np.empty((nq, k), np.int64)
+    dist = np.empty((nq, k))
+    has_dup = np.zeros(nq, np.bool_)
     params: dict = {"method_settings": asdict(spec)}
     recall = None
     drop = duplicates == "drop"
     with thread_limit(n_jobs):
         space = _Space.build(X, metric)
+        qspace = space if in_sample else space.like(queries)
         searcher = _build_hnsw(space, spec) if isinstance(spec, HNSWSearch) else None
-        with progress_bar(N, "kNN search", progress) as bar:
-            for lo in range(0, N, spec.block_size):
-                rows = np.arange(lo, min(N, lo + spec.block_size), dtype=np.int64)
-                _settle(space, searcher, rows, k, k + 1 + spec.margin, drop, idx, dist, has_dup)
+        with progress_bar(nq, "kNN search", progress) as bar:
+            for lo in range(0, nq, spec.block_size):
+                rows = np.arange(lo, min(nq, lo + spec.block_size), dtype=np.int64)
+                _settle(space, qspace, in_sample, searcher, rows, k, k + 1 + spec.margin, drop, idx, dist, has_dup)
                 bar.update(rows.size)
         if searcher is not None:
-            recall = _sampled_recall(space, idx, k, spec, drop)
-            params["recall_sample"] = min(spec.recall_sample, N)
+            recall = _sampled_recall(space, qspace, in_sample, idx, k, spec, drop)
+            params["recall_sample"] = min(spec.recall_sample, nq)
     n_dup = int(has_dup.sum())
     if duplicates == "error" and n_dup:
         first = int(np.flatnonzero(has_dup)[0])
@@ -295,14 +314,14 @@ def _build_hnsw(space: _Space, spec: HNSWSearch):
     return index
 
 
-def _sampled_recall(space: _Space, approx_idx, k, spec, drop_dup) -> float:
+def _sampled_recall(space: _Space, qspace: _Space, in_sample: bool, approx_idx, k, spec, drop_dup) -> float:
     """Mean |approx ∩ exact| / k over a seeded sample of queries."""
-    N = len(space.X)
+    N = len(qspace.X)
     rng = np.random.default_rng(spec.seed)
     rows = np.sort(rng.choice(N, size=min(spec.recall_sample, N), replace=False)).astype(np.int64)
     ex_idx = np.empty((N, k), np.int64)
     ex_dist = np.empty((N, k))
     has_dup = np.zeros(N, np.bool_)
-    _settle(space, None, rows, k, k + 1 + spec.margin, drop_dup, ex_idx, ex_dist, has_dup)
+    _settle(space, qspace, in_sample, None, rows, k, k + 1 + spec.margin, drop_dup, ex_idx, ex_dist, has_dup)
     hits = [np.intersect1d(approx_idx[r], ex_idx[r], assume_unique=True).size for r in rows]
     return float(np.mean(hits)) / k

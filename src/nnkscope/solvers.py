@@ -327,8 +327,10 @@ def _solve_batch(Ks, gs, method, tau, tol, thetas, errors, status, chunk):
 
 
 @nb.njit(parallel=True, cache=True)
-def solve_nodes(X, inv_norms, candidates, kind, gamma, method, tau, tol, start, thetas, errors, status, chunk):
-    """Build and solve the local problems of nodes ``start .. start + len(thetas)`` (fused: no (n, k, k) array)."""
+def solve_nodes(Q, q_inv, X, inv_norms, candidates, kind, gamma, method, tau, tol, start, thetas, errors, status,
+                chunk):
+    """Build and solve the problems of queries ``start .. start + len(thetas)`` (rows of ``Q``; candidates are rows
+    of ``X``; ``Q is X`` for a graph).  Fused: no (n, k, k) array is stored."""
     n = thetas.shape[0]
     k = candidates.shape[1]
     d = X.shape[1]
@@ -349,7 +351,8 @@ def solve_nodes(X, inv_norms, candidates, kind, gamma, method, tau, tol, start, 
         tmp = np.empty(k)
         for r in range(c * chunk, min(n, (c + 1) * chunk)):
             i = start + r
-            build_local_problem(X, inv_norms, i, candidates[i], kind, gamma, xi, buf, K, g)
+            qi = q_inv[i] if kind == 1 else 1.0
+            build_local_problem(X, inv_norms, Q[i], qi, candidates[i], kind, gamma, xi, buf, K, g)
             e, st = _solve_one(K, g, method, tau, tol, thetas[r], w, inP, skip, tskip, pidx, L, z, rhs, tmp)
             errors[r] = e
             status[r] = st
