@@ -167,6 +167,43 @@ def _cmd_separation(args) -> int:
     return 0
 
 
+def _add_metrics_parser(sub) -> None:
+    p = sub.add_parser("metrics", help="per-point NNK manifold / label metrics of an embedding",
+                       description="Per-point NNK metrics (degree, diameter, local ID, curvature; with labels also "
+                                   "homogeneity and leave-one-out errors) written as a Parquet table.")
+    p.add_argument("embeddings")
+    p.add_argument("--labels", help=".npy with one label per row")
+    p.add_argument("-k", type=int, default=30)
+    p.add_argument("--kernel", choices=["gaussian", "cosine"], default="cosine")
+    p.add_argument("--sigma", type=float, default=None)
+    p.add_argument("--energy", type=float, default=0.9, help="PCA energy for the local dimension")
+    p.add_argument("--duplicates", choices=["error", "keep", "drop"], default="keep")
+    p.add_argument("--key", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-o", "--output", required=True, help="output table (.parquet or .csv)")
+    p.set_defaults(func=_cmd_metrics)
+
+
+def _cmd_metrics(args) -> int:
+    from .io import atomic_path, load_embeddings
+    from .metrics import point_metrics
+
+    X = load_embeddings(args.embeddings, key=args.key)
+    y = _load_labels(args.labels, len(X)) if args.labels else None
+    df, summary = point_metrics(X, y, args.k, kernel=args.kernel, sigma=args.sigma, energy=args.energy,
+                                duplicates=args.duplicates, n_jobs=args.threads,
+                                progress=False if args.no_progress else None)
+    with atomic_path(args.output) as tmp:
+        if args.output.endswith(".csv"):
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    _print_table(summary)
+    print(f"output  {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -175,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_graph_parser(sub)
     _add_collapse_parsers(sub)
+    _add_metrics_parser(sub)
     return parser
 
 

@@ -18,13 +18,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import __version__
-from ._runtime import progress_bar, thread_limit
 from ._validate import as_points, check_choice, check_k, check_positive
 from .errors import InputShapeError, InvalidParameterError
-from .kernels import Kernel, _local_problems, inverse_norms, make_kernel, sigma_from_kth_distance
+from .kernels import Kernel, make_kernel, sigma_from_kth_distance
 from .neighbors import ExactSearch, HNSWSearch, Neighbors
 from .neighbors import knn as knn_search
-from .solvers import DEFAULT_TOL, EXACT, REFERENCE, SOLVERS, solve_nnk, solve_nodes
+from .solvers import DEFAULT_TOL, SOLVERS, solve_candidates
 
 __all__ = ["NNKGraph", "nnk_graph", "knn_graph", "RULES", "symmetrize"]
 
@@ -243,23 +242,8 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
     t1 = time.perf_counter()
     if kern.name == "gaussian" and kern.sigma is None:
         kern = Kernel("gaussian", sigma_from_kth_distance(nbrs.distances[:, -1]))
-    N = len(X)
-    theta = np.zeros((N, k))
-    errors = np.empty(N)
-    status = np.zeros(N, np.uint8)
-    inv = inverse_norms(X, kern)
-    with thread_limit(n_jobs), progress_bar(N, "NNK solve", progress) as bar:
-        for lo in range(0, N, block_size):
-            hi = min(N, lo + block_size)
-            if solver == "scipy":
-                rows = np.arange(lo, hi, dtype=np.int64)
-                Ks, gs = _local_problems(X, inv, X, inv, rows, nbrs.indices[lo:hi], kern.code, kern.gamma)
-                theta[lo:hi], errors[lo:hi], status[lo:hi] = solve_nnk(Ks, gs, solver="scipy", tau=tau, tol=tol)
-            else:
-                method = EXACT if solver == "exact" else REFERENCE
-                solve_nodes(X, inv, X, inv, nbrs.indices, kern.code, kern.gamma, method, tau, tol, lo,
-                            theta[lo:hi], errors[lo:hi], status[lo:hi], 64)
-            bar.update(hi - lo)
+    theta, errors, status = solve_candidates(X, X, kern, nbrs.indices, solver=solver, tau=tau, tol=tol,
+                                             n_jobs=n_jobs, block_size=block_size, progress=progress)
     t2 = time.perf_counter()
     params = {"k": k, "kernel": kern.name, "sigma": kern.sigma, "solver": solver, "symmetrize": symmetrize,
               "tau": tau, "tol": tol, "knn": nbrs.summary(), "n_features": X.shape[1],

@@ -36,7 +36,7 @@ from ._validate import check_choice, check_positive
 from .errors import InputShapeError, NonFiniteError
 from .kernels import build_local_problem
 
-__all__ = ["SOLVERS", "solve_nnk", "kkt_violation"]
+__all__ = ["SOLVERS", "solve_nnk", "solve_candidates", "kkt_violation"]
 
 SOLVERS = ("exact", "reference", "scipy")
 EXACT, REFERENCE = 0, 1
@@ -386,7 +386,39 @@ def _scipy_one(K: np.ndarray, g: np.ndarray, tau: float) -> tuple[np.ndarray, in
 
 
 # --------------------------------------------------------------------------------------------------------------
-# public entry point
+# public entry points
+
+
+def solve_candidates(Q, X, kernel, candidates, *, solver: str = "exact", tau: float = 1e-6,
+                     tol: float = DEFAULT_TOL, n_jobs: int | None = None, block_size: int = 16384,
+                     progress: bool | None = None, q_inv=None, x_inv=None):
+    """NNK weights of every query row of ``Q`` over its candidate rows of ``X`` (``Q is X`` for a graph).
+
+    ``kernel`` is a resolved :class:`~nnkscope.kernels.Kernel`.  Returns ``theta (n, k), errors (n,), status (n,)``;
+    blocks of ``block_size`` queries advance the progress bar.
+    """
+    from ._runtime import progress_bar, thread_limit
+    from .kernels import _local_problems, inverse_norms
+
+    n, k = candidates.shape
+    x_inv = inverse_norms(X, kernel) if x_inv is None else x_inv
+    q_inv = (x_inv if Q is X else inverse_norms(Q, kernel)) if q_inv is None else q_inv
+    theta = np.zeros((n, k))
+    errors = np.empty(n)
+    status = np.zeros(n, np.uint8)
+    with thread_limit(n_jobs), progress_bar(n, "NNK solve", progress) as bar:
+        for lo in range(0, n, block_size):
+            hi = min(n, lo + block_size)
+            if solver == "scipy":
+                rows = np.arange(lo, hi, dtype=np.int64)
+                Ks, gs = _local_problems(Q, q_inv, X, x_inv, rows, candidates[lo:hi], kernel.code, kernel.gamma)
+                theta[lo:hi], errors[lo:hi], status[lo:hi] = solve_nnk(Ks, gs, solver="scipy", tau=tau, tol=tol)
+            else:
+                method = EXACT if solver == "exact" else REFERENCE
+                solve_nodes(Q, q_inv, X, x_inv, candidates, kernel.code, kernel.gamma, method, tau, tol, lo,
+                            theta[lo:hi], errors[lo:hi], status[lo:hi], 64)
+            bar.update(hi - lo)
+    return theta, errors, status
 
 
 def solve_nnk(K, g, *, solver: str = "exact", tau: float = 1e-6, tol: float = DEFAULT_TOL, chunk: int = 64):

@@ -1,0 +1,105 @@
+"""All per-point NNK metrics of an embedding in one call, as a pandas DataFrame plus a dataset summary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import as_points
+from .errors import InvalidParameterError
+from .graph import nnk_graph
+from .interpolation import WEIGHTINGS, _encode_labels, vote
+from .kernels import Kernel
+from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
+from .manifold import curvature, local_dimension, polytope_diameter
+
+__all__ = ["point_metrics"]
+
+
+def _labels_for(y, n: int, k: int, check_class_sizes: bool):
+    classes, codes = _encode_labels(y, n)
+    sizes = np.bincount(codes, minlength=len(classes))
+    if check_class_sizes and sizes.min() <= k:
+        small = classes[sizes.argmin()]
+        raise InvalidParameterError(
+            f"class {small!r} has only {sizes.min()} sample(s) but k={k}: its points cannot have k same-class "
+            f"candidates, which biases homogeneity and LOO. Use k < {sizes.min()}, drop tiny classes, or pass "
+            "check_class_sizes=False to accept it")
+    return classes, codes
+
+
+def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: float | None = None,
+                  energy: float = 0.9, curvature_dim: int | None = None, normalize: bool | None = None,
+                  duplicates: str = "keep", rule: str = "max", check_class_sizes: bool = True,
+                  n_jobs: int | None = None, progress: bool | None = None):
+    """Per-point NNK manifold (and, with labels, label-geometry and leave-one-out) metrics.
+
+    Parameters
+    ----------
+    X : (N, d) embedding. y : optional (N,) labels.
+    k, kernel, sigma, duplicates : as in :func:`~nnkscope.nnk_graph` (every point's candidates exclude itself, so
+        the graph's weights are exactly the leave-one-out NNK interpolation of each point).
+    energy : PCA energy threshold of the local dimension. curvature_dim : tangent dimension for the curvature
+        proxy (default: the median local dimension, at least 1). normalize : measure diameters and tangents on
+        unit-norm rows (default: True for the cosine kernel). rule : adjacency rule for label smoothness.
+
+    Returns
+    -------
+    (DataFrame, dict): one row per point, and dataset-level summaries.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df, summary = point_metrics(rng.normal(size=(300, 5)), np.repeat([0, 1, 2], 100), k=10)
+    >>> sorted(df.columns)[:4]
+    ['curvature', 'diameter', 'homogeneity', 'homogeneity_unweighted']
+    """
+    import pandas as pd
+
+    X = as_points(X)
+    labels = None
+    if y is not None:
+        labels = _labels_for(y, len(X), k, check_class_sizes)
+    G = nnk_graph(X, k, kernel=kernel, sigma=sigma, duplicates=duplicates, symmetrize=rule, n_jobs=n_jobs,
+                  progress=progress)
+    norm = (kernel == "cosine") if normalize is None else normalize
+    ids, ratio = local_dimension(X, G.candidates, G.theta, energy=energy, normalize=norm, n_jobs=n_jobs)
+    dim = curvature_dim if curvature_dim is not None else max(1, int(np.median(ids)))
+    dim = min(dim, k, X.shape[1])
+    df = pd.DataFrame({
+        "node": np.arange(len(X)),
+        "nnk_degree": G.n_neighbors,
+        "interpolation_error": G.errors,
+        "diameter": polytope_diameter(X, G.candidates, G.theta, normalize=norm, n_jobs=n_jobs),
+        "local_id": ids,
+        "first_pc_ratio": ratio,
+        "curvature": curvature(X, G.candidates, G.theta, dim=dim, normalize=norm, n_jobs=n_jobs),
+        "solver_status": G.status,
+    })
+    summary = {"n": len(X), "k": k, "kernel": kernel, "sigma": G.params["sigma"], "curvature_dim": dim,
+               **{f"mean_{c}": float(df[c].mean()) for c in ("nnk_degree", "interpolation_error", "diameter",
+                                                              "local_id", "curvature")},
+               "median_local_id": float(np.median(ids)), **G.summary(rule)}
+    if labels is not None:
+        classes, codes = labels
+        df["label"] = np.asarray(y)
+        df["homogeneity"] = class_homogeneity(G.candidates, G.theta, codes)
+        df["homogeneity_unweighted"] = class_homogeneity(G.candidates, G.theta, codes, weighted=False)
+        kern = Kernel(kernel, G.params["sigma"])
+        g = np.exp(-(G.distances**2) * kern.gamma) if kernel == "gaussian" else np.clip(1 - G.distances / 2, 0, 1)
+        weights = {"nnk": G.theta, "nnk_uniform": (G.theta > 0) * 1.0, "kernel": g, "uniform": np.ones_like(g)}
+        for w in WEIGHTINGS:
+            proba, fb = vote(weights[w], codes[G.candidates], len(classes))
+            pred = proba.argmax(1)
+            df[f"loo_error_{w}"] = pred != codes
+            df[f"loo_soft_error_{w}"] = 1 - proba[np.arange(len(codes)), codes]
+            if w == "nnk":
+                df["loo_prediction"] = classes[pred]
+                summary["loo_fallback_nodes"] = int(fb.sum())
+            summary[f"loo_error_{w}"] = float(df[f"loo_error_{w}"].mean())
+        summary["weighted_unweighted_gap"] = summary["loo_error_nnk_uniform"] - summary["loo_error_nnk"]
+        summary["homogeneous_fraction_H"] = float((df["homogeneity"] == 1).mean())
+        summary["mean_homogeneity"] = float(df["homogeneity"].mean())
+        A = G.adjacency(rule)
+        summary["dirichlet_energy"] = dirichlet_energy(A, np.eye(len(classes))[codes])
+        summary["cross_class_edge_fraction"] = cross_class_fraction(A, codes) if A.nnz else float("nan")
+    return df, summary
