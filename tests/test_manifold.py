@@ -201,3 +201,30 @@ def test_point_metrics_table_and_cli(tmp_path, capsys, digits, digits_labels):
     assert main(["metrics", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "bad.npy"), "-o",
                  str(tmp_path / "m2.parquet")]) == 2
     assert "600 entries" in capsys.readouterr().err and not (tmp_path / "m2.parquet").exists()
+
+
+def test_multiscale_coarsens_and_keeps_the_dimension():
+    from nnkscope.metrics import merge_neighbourhoods, multiscale_metrics
+
+    X = plane(2, n=4000, seed=7)
+    table = multiscale_metrics(X, 20, levels=2)
+    assert table["n_points"].is_monotonic_decreasing and table["n_points"].iloc[-1] < 4000 / 3
+    assert (table["median_local_id"] == 2).all()
+    assert (table["mean_diameter"].diff().dropna() > 0).all()  # coarser points are farther apart
+    # each point is used once: merging with no neighbours returns the data unchanged
+    same = merge_neighbourhoods(X[:10], np.zeros((10, 1), int), np.zeros((10, 1)), np.arange(10.0))
+    np.testing.assert_array_equal(same, X[:10])
+
+
+def test_nnk_means_beats_kmeans_on_digits():
+    """R6 (research notes 16.2): at equal dictionary size NNK-Means classifies better and reconstructs better."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    import nnk_means_digits
+
+    t = nnk_means_digits.run(sizes=(20, 50), verbose=False)
+    assert (t["nnk_means_accuracy"] >= t["kmeans_accuracy"] - 0.005).all()
+    assert t["nnk_means_accuracy"].iloc[0] > t["kmeans_accuracy"].iloc[0]
+    assert (t["nnk_means_mse"] < t["kmeans_mse"]).all()

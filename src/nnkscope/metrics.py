@@ -12,7 +12,7 @@ from .kernels import Kernel
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
 from .manifold import curvature, local_dimension, polytope_diameter
 
-__all__ = ["point_metrics"]
+__all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods"]
 
 
 def _labels_for(y, n: int, k: int, check_class_sizes: bool):
@@ -50,8 +50,8 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
     --------
     >>> rng = np.random.default_rng(0)
     >>> df, summary = point_metrics(rng.normal(size=(300, 5)), np.repeat([0, 1, 2], 100), k=10)
-    >>> sorted(df.columns)[:4]
-    ['curvature', 'diameter', 'homogeneity', 'homogeneity_unweighted']
+    >>> df.columns[:5].tolist()
+    ['node', 'nnk_degree', 'interpolation_error', 'diameter', 'local_id']
     """
     import pandas as pd
 
@@ -103,3 +103,47 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
         summary["dirichlet_energy"] = dirichlet_energy(A, np.eye(len(classes))[codes])
         summary["cross_class_edge_fraction"] = cross_class_fraction(A, codes) if A.nnz else float("nan")
     return df, summary
+
+
+def merge_neighbourhoods(X: np.ndarray, candidates: np.ndarray, theta: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """One coarsening step: visiting points by increasing interpolation error, merge each unused point with its
+    unused NNK neighbours into their weighted centroid ``(x_i + sum_j theta_j x_j) / (1 + sum_j theta_j)``.
+
+    Every point joins exactly one group, so the number of points shrinks by about ``1 + k_NNK``.
+    """
+    used = np.zeros(len(X), bool)
+    out = []
+    for i in np.argsort(errors, kind="stable"):
+        if used[i]:
+            continue
+        members = candidates[i][(theta[i] > 0) & ~used[candidates[i]]]
+        w = theta[i][(theta[i] > 0) & ~used[candidates[i]]]
+        used[i] = True
+        used[members] = True
+        out.append((X[i] + w @ X[members]) / (1.0 + w.sum()))
+    return np.asarray(out)
+
+
+def multiscale_metrics(X, k: int = 30, *, levels: int = 3, kernel: str = "gaussian", energy: float = 0.9,
+                       n_jobs: int | None = None):
+    """Manifold metrics at successively coarser scales (multiscale NNK, research notes 8.6).
+
+    Level 0 is the data; level s+1 merges each NNK neighbourhood of level s into its centroid
+    (:func:`merge_neighbourhoods`) and rebuilds the NNK graph.  Stops early when fewer than ``k + 2`` points remain.
+    Returns a DataFrame with one row per level.
+    """
+    import pandas as pd
+
+    Z = as_points(X).astype(np.float64)
+    rows = []
+    for level in range(levels + 1):
+        if len(Z) < k + 2:
+            break
+        G = nnk_graph(Z, k, kernel=kernel, duplicates="keep", n_jobs=n_jobs, progress=False)
+        norm = kernel == "cosine"
+        ids, _ = local_dimension(Z, G.candidates, G.theta, energy=energy, normalize=norm, n_jobs=n_jobs)
+        rows.append({"level": level, "n_points": len(Z), "mean_nnk_degree": float(G.n_neighbors.mean()),
+                     "mean_diameter": float(polytope_diameter(Z, G.candidates, G.theta, normalize=norm).mean()),
+                     "median_local_id": float(np.median(ids)), "mean_error": float(G.errors.mean())})
+        Z = merge_neighbourhoods(Z, G.candidates, G.theta, G.errors)
+    return pd.DataFrame(rows)
