@@ -160,6 +160,14 @@ class _Estimator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _validate_fit(self, X) -> np.ndarray:
+        """Shared checks of ``fit``: the data, k, the kernel settings and the weighting."""
+        X = as_points(X, "X")
+        check_k(self.k, len(X), extra=0)
+        make_kernel(self.kernel, self.sigma)
+        check_choice(self.weights, "weights", WEIGHTINGS)
+        return X
+
     def _check_fitted(self):
         if not hasattr(self, "X_"):
             raise InvalidParameterError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
@@ -209,10 +217,7 @@ class NNKClassifier(_Estimator):
         self.solver, self.tau, self.knn_method, self.n_jobs = solver, tau, knn_method, n_jobs
 
     def fit(self, X, y) -> NNKClassifier:
-        X = as_points(X, "X")
-        check_k(self.k, len(X), extra=0)
-        make_kernel(self.kernel, self.sigma)
-        check_choice(self.weights, "weights", WEIGHTINGS)
+        X = self._validate_fit(X)
         self.classes_, self.y_ = _encode_labels(y, len(X))
         self.X_ = X
         return self
@@ -251,9 +256,7 @@ class NNKRegressor(_Estimator):
         self.solver, self.tau, self.knn_method, self.n_jobs = solver, tau, knn_method, n_jobs
 
     def fit(self, X, y) -> NNKRegressor:
-        X = as_points(X, "X")
-        check_k(self.k, len(X), extra=0)
-        make_kernel(self.kernel, self.sigma)
+        X = self._validate_fit(X)
         y = np.asarray(y, dtype=np.float64)
         if y.shape[:1] != (len(X),) or y.ndim > 2:
             raise InputShapeError(f"y must have shape ({len(X)},) or ({len(X)}, n_outputs); got {y.shape}")

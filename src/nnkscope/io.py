@@ -46,6 +46,18 @@ def _check_exists(path: Path) -> None:
         raise FileFormatError(f"{path}: no such file or directory; check the path")
 
 
+@contextmanager
+def _reading(path: Path, what: str, fix: str):
+    """Turn any low-level read failure into a FileFormatError that names the file and the fix."""
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise FileFormatError(f"{path}: could not read {what} ({type(exc).__name__}: {exc}); the file may be "
+                              f"truncated or corrupt. {fix}") from exc
+
+
 def load_embeddings(path, key: str | None = None) -> np.ndarray:
     """Load an (N, d) embedding matrix from ``.npy``, ``.npz``, ``.parquet`` or zarr and validate it.
 
@@ -59,7 +71,7 @@ def load_embeddings(path, key: str | None = None) -> np.ndarray:
     path = Path(path)
     _check_exists(path)
     suffix = path.suffix.lower()
-    try:
+    with _reading(path, "embeddings", "Re-export it (e.g. np.save(path, X))"):
         if suffix == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         elif suffix == ".npz":
@@ -70,13 +82,6 @@ def load_embeddings(path, key: str | None = None) -> np.ndarray:
             arr = _load_zarr_array(path, key)
         else:
             raise FileFormatError(f"{path}: unknown embedding format {suffix!r}; use .npy, .npz, .parquet or .zarr")
-    except FileFormatError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise FileFormatError(
-            f"{path}: could not read embeddings ({type(exc).__name__}: {exc}). The file may be truncated or "
-            "corrupt; re-export it (e.g. np.save(path, X))"
-        ) from exc
     return as_points(arr, f"embeddings in {path.name}")
 
 
@@ -177,7 +182,7 @@ def load_graph(path):
     path = Path(path)
     _check_exists(path)
     suffix = path.suffix.lower()
-    try:
+    with _reading(path, "the graph", "Rebuild it with nnkscope.nnk_graph(...).save(path) or `nnkscope graph`"):
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if "meta" not in z.files:
@@ -188,13 +193,6 @@ def load_graph(path):
             meta, arrays = _read_graph_parquet(path)
         else:
             raise FileFormatError(f"{path}: graphs are read from .npz or .parquet; got {suffix!r}")
-    except FileFormatError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise FileFormatError(
-            f"{path}: could not read the graph ({type(exc).__name__}: {exc}); the file is truncated or corrupt. "
-            "Rebuild it with nnkscope.nnk_graph(...).save(path) or `nnkscope graph`"
-        ) from exc
     if meta.get("format") != _GRAPH_FORMAT:
         raise FileFormatError(f"{path}: unknown graph format {meta.get('format')!r}; expected {_GRAPH_FORMAT!r}")
     missing = {"candidates", "theta", "errors", "status"} - set(arrays)

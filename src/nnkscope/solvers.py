@@ -88,15 +88,25 @@ def _chol_solve(L, p, rhs, z, tmp):
 _FM = {"reassoc", "contract", "nsz"}  # lets LLVM vectorise the reductions; keeps NaN/inf semantics
 
 
+# Hot loops index 2-D arrays directly rather than through row views.
 @nb.njit(cache=True, fastmath=_FM)
-def _forward(L, p, col, out):
-    """out[:p] = L[:p, :p]^{-1} col[:p] (rows of L are contiguous)."""
+def _forward_row(L, p, col, dest):
+    """L[dest, :p] = L[:p, :p]^{-1} col[:p] (dest = p extends the factor)."""
     for a in range(p):
         s = col[a]
-        row = L[a]
         for c in range(a):
-            s -= row[c] * out[c]
-        out[a] = s / row[a]
+            s -= L[a, c] * L[dest, c]
+        L[dest, a] = s / L[a, a]
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _forward(L, p, col, out):
+    """out[:p] = L[:p, :p]^{-1} col[:p]."""
+    for a in range(p):
+        s = col[a]
+        for c in range(a):
+            s -= L[a, c] * out[c]
+        out[a] = s / L[a, a]
 
 
 @nb.njit(cache=True, fastmath=_FM)
@@ -107,9 +117,8 @@ def _backward(L, p, y, z, tmp):
     for a in range(p - 1, -1, -1):
         za = tmp[a] / L[a, a]
         z[a] = za
-        row = L[a]
         for c in range(a):
-            tmp[c] -= row[c] * za
+            tmp[c] -= L[a, c] * za
 
 
 @nb.njit(cache=True, fastmath=_FM)
@@ -145,7 +154,7 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
         # extend the factor by t's row: L[p, :p] = L^{-1} K[P, t], L[p, p] = sqrt(K_tt - |l|^2)
         for a in range(p):
             tmp[a] = K[t, pidx[a]]
-        _forward(L, p, tmp, L[p])
+        _forward_row(L, p, tmp, p)
         s = K[t, t]
         for c in range(p):
             s -= L[p, c] * L[p, c]
@@ -223,9 +232,9 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
             w[j] = g[j]
         for a in range(p):
             ta = theta[pidx[a]]
-            row = K[pidx[a]]
+            ra = pidx[a]
             for j in range(k):
-                w[j] -= row[j] * ta
+                w[j] -= K[ra, j] * ta
         if status & ST_MAXITER:
             break
     return status
@@ -306,20 +315,19 @@ def _solve_one(K, g, method, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, r
     return _finish(K, g, theta, tau), st
 
 
+@nb.njit(cache=True)
+def _scratch(k):
+    """Per-chunk work arrays of the solvers: w, inP, skip, tskip, pidx, L, z, rhs, tmp."""
+    return (np.empty(k), np.empty(k, np.bool_), np.empty(k, np.bool_), np.empty(k, np.bool_),
+            np.empty(k, np.int64), np.empty((k, k)), np.empty(k), np.empty(k), np.empty(k))
+
+
 @nb.njit(parallel=True, cache=True)
 def _solve_batch(Ks, gs, method, tau, tol, thetas, errors, status, chunk):
     n, k = gs.shape
     n_chunks = (n + chunk - 1) // chunk
     for c in nb.prange(n_chunks):
-        w = np.empty(k)
-        inP = np.empty(k, np.bool_)
-        skip = np.empty(k, np.bool_)
-        tskip = np.empty(k, np.bool_)
-        pidx = np.empty(k, np.int64)
-        L = np.empty((k, k))
-        z = np.empty(k)
-        rhs = np.empty(k)
-        tmp = np.empty(k)
+        w, inP, skip, tskip, pidx, L, z, rhs, tmp = _scratch(k)
         for r in range(c * chunk, min(n, (c + 1) * chunk)):
             e, st = _solve_one(Ks[r], gs[r], method, tau, tol, thetas[r], w, inP, skip, tskip, pidx, L, z, rhs, tmp)
             errors[r] = e
@@ -340,15 +348,7 @@ def solve_nodes(Q, q_inv, X, inv_norms, candidates, kind, gamma, method, tau, to
         buf = np.empty((k, d))
         K = np.empty((k, k))
         g = np.empty(k)
-        w = np.empty(k)
-        inP = np.empty(k, np.bool_)
-        skip = np.empty(k, np.bool_)
-        tskip = np.empty(k, np.bool_)
-        pidx = np.empty(k, np.int64)
-        L = np.empty((k, k))
-        z = np.empty(k)
-        rhs = np.empty(k)
-        tmp = np.empty(k)
+        w, inP, skip, tskip, pidx, L, z, rhs, tmp = _scratch(k)
         for r in range(c * chunk, min(n, (c + 1) * chunk)):
             i = start + r
             qi = q_inv[i] if kind == 1 else 1.0
