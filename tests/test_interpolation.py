@@ -58,7 +58,9 @@ def test_leave_one_out_never_uses_the_query():
     lonely = [5, 40, 77]
     y[lonely] = 1  # each the only member of its class among the others' eyes: LOO can never predict 1 for them
     y[lonely[0]] = 2
-    res = leave_one_out(X, y, k=10)
+    with pytest.raises(InvalidParameterError, match="only 1 sample"):
+        leave_one_out(X, y, k=10)  # a class of one cannot be judged by LOO: refused unless asked for
+    res = leave_one_out(X, y, k=10, check_class_sizes=False)
     I = res.interpolation
     assert not (I.candidates == np.arange(120)[:, None]).any()
     for w in ("nnk", "nnk_uniform", "kernel", "uniform"):
@@ -67,8 +69,8 @@ def test_leave_one_out_never_uses_the_query():
     Xd = np.vstack([X, X[:1]])
     yd = np.r_[y, 7]
     yd[0] = 7
-    keep = leave_one_out(Xd, yd, k=10)
-    drop = leave_one_out(Xd, yd, k=10, drop_identical=True)
+    keep = leave_one_out(Xd, yd, k=10, check_class_sizes=False)
+    drop = leave_one_out(Xd, yd, k=10, drop_identical=True, check_class_sizes=False)
     assert not keep.hard_error()[0] and not keep.hard_error()[-1]  # the twin predicts the label
     assert drop.hard_error()[0] and drop.hard_error()[-1]
     assert not np.isin(drop.interpolation.candidates[0], [0, 120]).any()

@@ -9,7 +9,6 @@ Data flow of :func:`nnk_graph`::
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,7 +274,3 @@ def knn_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
         vals = np.clip(1.0 - 0.5 * nbrs.distances, 0.0, 1.0)  # 1/2 + 1/2 cos with distance = 1 - cos
     vals[vals <= tau] = 0.0
     return symmetrize(_rows_to_csr(nbrs.indices, vals), "max")
-
-
-def _params_json(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)

@@ -194,6 +194,17 @@ def _encode_labels(y, n: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, codes.astype(np.int64)
 
 
+def _check_class_sizes(codes: np.ndarray, classes: np.ndarray, k: int) -> None:
+    """Refuse k >= the smallest class size, where a point cannot have k same-class candidates."""
+    sizes = np.bincount(codes, minlength=len(classes))
+    if sizes.min() <= k:
+        small = classes[sizes.argmin()]
+        raise InvalidParameterError(
+            f"class {small!r} has only {sizes.min()} sample(s) but k={k}: its points cannot have k same-class "
+            f"candidates, which biases homogeneity and LOO. Use k < {sizes.min()}, drop tiny classes, or pass "
+            "check_class_sizes=False to accept it")
+
+
 class NNKClassifier(_Estimator):
     """NNK interpolation classifier (DeepNNK / the NNK classifier of the SSL benchmark).
 
@@ -311,7 +322,7 @@ class LOOResult:
 
 def leave_one_out(X, y, k: int = 25, *, kernel: str = "cosine", sigma: float | None = None,
                   drop_identical: bool = False, solver: str = "exact", tau: float = 1e-10, n_jobs: int | None = None,
-                  progress: bool | None = None) -> LOOResult:
+                  check_class_sizes: bool = True, progress: bool | None = None) -> LOOResult:
     """Interpolate every training point from the others: hard, soft and interpolation errors for all weightings.
 
     The point itself is never its own candidate; ``drop_identical=True`` also drops points identical to it (the
@@ -326,6 +337,8 @@ def leave_one_out(X, y, k: int = 25, *, kernel: str = "cosine", sigma: float | N
     """
     X = as_points(X, "X")
     classes, codes = _encode_labels(y, len(X))
+    if check_class_sizes:
+        _check_class_sizes(codes, classes, k)
     I = nnk_interpolate(X, None, k, kernel=kernel, sigma=sigma, solver=solver, tau=tau,
                         duplicates="drop" if drop_identical else "keep", n_jobs=n_jobs, progress=progress)
     cand_labels = codes[I.candidates]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_points
-from .errors import InvalidParameterError
 from .graph import nnk_graph
-from .interpolation import WEIGHTINGS, _encode_labels, vote
+from .interpolation import WEIGHTINGS, _check_class_sizes, _encode_labels, vote
 from .kernels import Kernel
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
 from .manifold import curvature, local_dimension, polytope_diameter
@@ -17,13 +16,8 @@ __all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods"]
 
 def _labels_for(y, n: int, k: int, check_class_sizes: bool):
     classes, codes = _encode_labels(y, n)
-    sizes = np.bincount(codes, minlength=len(classes))
-    if check_class_sizes and sizes.min() <= k:
-        small = classes[sizes.argmin()]
-        raise InvalidParameterError(
-            f"class {small!r} has only {sizes.min()} sample(s) but k={k}: its points cannot have k same-class "
-            f"candidates, which biases homogeneity and LOO. Use k < {sizes.min()}, drop tiny classes, or pass "
-            "check_class_sizes=False to accept it")
+    if check_class_sizes:
+        _check_class_sizes(codes, classes, k)
     return classes, codes
 
 
