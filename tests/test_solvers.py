@@ -216,3 +216,40 @@ def test_property_degenerate_inputs_never_give_nan(X, sigma):
         assert np.isfinite(theta).all() and (theta >= 0).all() and np.isfinite(err) and err >= 0
     theta, err, _ = solve_nnk(K, g, tau=0.0)
     assert kkt_violation(K, g, theta) <= 1e-9
+
+
+@pytest.fixture(scope="module")
+def dense_support_problems():
+    # high intrinsic dimension + the k-th-neighbour bandwidth: a nearly diagonal kernel, NNK keeps most candidates,
+    # so the exact solver takes its block-pivoting path (support >= BPP_SWITCH)
+    r = np.random.default_rng(11)
+    return _problems(r.normal(size=(400, 60)), 40, "gaussian")
+
+
+def test_block_pivoting_path_is_exact(dense_support_problems):
+    from nnkscope.solvers import BPP_SWITCH
+
+    K, g = dense_support_problems
+    theta, errors, status = solve_nnk(K, g, tau=0.0)
+    assert (theta > 0).sum(1).min() > BPP_SWITCH  # the path under test is really taken
+    assert max(kkt_violation(K[i], g[i], theta[i]) for i in range(len(g))) <= 1e-10
+    oracle = np.array([nnls_oracle(K[i], g[i]) for i in range(len(g))])
+    np.testing.assert_allclose(theta, oracle, rtol=0, atol=1e-8)
+    assert (status == 0).all()
+
+
+def test_block_pivoting_falls_back_on_duplicate_candidates(dense_support_problems):
+    K, g = dense_support_problems
+    # duplicate candidate 0 into slot 1 for every node: singular K, large support
+    K2, g2 = K.copy(), g.copy()
+    K2[:, 1, :] = K2[:, 0, :]
+    K2[:, :, 1] = K2[:, :, 0]
+    K2[:, 1, 1] = 1.0
+    g2[:, 1] = g2[:, 0]
+    theta, errors, status = solve_nnk(K2, g2, tau=0.0)
+    assert np.isfinite(theta).all() and (theta >= 0).all()
+    assert max(kkt_violation(K2[i], g2[i], theta[i]) for i in range(len(g2))) <= 1e-10
+    # same fit as the de-duplicated problem
+    keep = np.r_[0, np.arange(2, K.shape[1])]
+    ref, ref_err, _ = solve_nnk(K2[:, keep][:, :, keep], g2[:, keep], tau=0.0)
+    np.testing.assert_allclose(errors, ref_err, atol=1e-10)

@@ -121,8 +121,70 @@ def _backward(L, p, y, z, tmp):
             tmp[c] -= L[a, c] * za
 
 
+_RETRY_LH = 255  # internal: block pivoting met a singular block, run plain Lawson-Hanson
+BPP_SWITCH = 12  # LH additions after which a still-unconverged problem switches to block pivoting
+
+
+@nb.njit(cache=True)
+def _bpp(K, g, tol, theta, w, inF, skip, pidx, L, z, y, tmp):
+    """Block principal pivoting (Kim & Park) from the passive set ``inF``; True when KKT holds on return.
+
+    Full exchanges of every infeasible variable while the infeasibility count falls, Murty's single exchange
+    (largest index) after 3 exchanges without progress, which guarantees termination.  Returns False on a
+    numerically singular passive block, leaving the caller to fall back to Lawson-Hanson.
+    """
+    k = g.shape[0]
+    best = k + 1
+    backup = 3
+    for _ in range(10 * k):
+        p = 0
+        for j in range(k):
+            if inF[j]:
+                pidx[p] = j
+                p += 1
+        if not _chol_factor(K, pidx, p, L, 0.0):
+            return False
+        for a in range(p):
+            tmp[a] = g[pidx[a]]
+        _forward(L, p, tmp, y)
+        _backward(L, p, y, z, tmp)
+        for j in range(k):
+            theta[j] = 0.0
+            w[j] = g[j]
+        for a in range(p):
+            theta[pidx[a]] = z[a]
+            ra = pidx[a]
+            for j in range(k):
+                w[j] -= K[ra, j] * z[a]
+        n_inf = 0
+        last = -1
+        for j in range(k):
+            bad = (inF[j] and theta[j] < 0.0) or (not inF[j] and not skip[j] and w[j] > tol)
+            if bad:
+                n_inf += 1
+                last = j
+        if n_inf == 0:
+            return True
+        if n_inf < best:
+            best = n_inf
+            backup = 3
+            full = True
+        elif backup > 0:
+            backup -= 1
+            full = True
+        else:
+            full = False
+        if full:
+            for j in range(k):
+                if (inF[j] and theta[j] < 0.0) or (not inF[j] and not skip[j] and w[j] > tol):
+                    inF[j] = not inF[j]
+        else:
+            inF[last] = not inF[last]
+    return False
+
+
 @nb.njit(cache=True, fastmath=_FM)
-def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
+def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp, switch):
     k = g.shape[0]
     status = 0
     n_allowed = 0
@@ -237,7 +299,23 @@ def _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
                 w[j] -= K[ra, j] * ta
         if status & ST_MAXITER:
             break
+        if switch and p >= BPP_SWITCH and status == 0:
+            # a large support is coming: let block pivoting finish from P plus every positive-dual candidate
+            for j in range(k):
+                tskip[j] = inP[j] or (not skip[j] and w[j] > tol)
+            if _bpp(K, g, tol, theta, w, tskip, skip, pidx, L, z, y, tmp):
+                return status
+            return _RETRY_LH
     return status
+
+
+@nb.njit(cache=True)
+def _exact(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp):
+    """Lawson-Hanson with the switch to block pivoting; plain LH again if block pivoting gave up."""
+    st = _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp, True)
+    if st == _RETRY_LH:
+        st = _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, y, tmp, False)
+    return st
 
 
 @nb.njit(cache=True)
@@ -309,7 +387,7 @@ def _finish(K, g, theta, tau):
 @nb.njit(cache=True)
 def _solve_one(K, g, method, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp):
     if method == EXACT:
-        st = _exact_lh(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp)
+        st = _exact(K, g, tau, tol, theta, w, inP, skip, tskip, pidx, L, z, rhs, tmp)
     else:
         st = _reference(K, g, tau, theta, pidx, L, z, rhs, tmp)
     return _finish(K, g, theta, tau), st
