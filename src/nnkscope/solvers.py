@@ -5,9 +5,10 @@ Three solvers share one calling convention (see :func:`solve_nnk`):
 ``"exact"``
     Lawson-Hanson active set on the quadratic form, with a Cholesky factor of the passive block that is *extended*
     by one row when a variable enters (O(p^2)) and refactored only when variables leave.  Variables re-enter
-    whenever their dual ``w = g - K theta`` becomes positive, so the result satisfies the KKT conditions
-    (``theta >= 0``, ``w <= tol`` off the support, ``w = 0`` on it) -- it is the NNLS optimum.  Compiled with
-    numba and run in parallel over nodes.
+    whenever their dual ``w = g - K theta`` becomes positive.  After ``BPP_SWITCH`` additions the remaining work
+    goes to block principal pivoting, which swaps many variables per factorisation (near-full supports).  Either
+    way the result satisfies the KKT conditions (``theta >= 0``, ``w <= tol`` off the support, ``w = 0`` on it):
+    it is the NNLS optimum.  Compiled with numba and run in parallel over nodes.
 ``"reference"``
     The NNK authors' published heuristic, step for step (research notes, nnk_reference.md section 1.2):
     duplicate short-circuit, initial set ``g > tau``, repeated Cholesky solves dropping every coordinate below
