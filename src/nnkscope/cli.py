@@ -204,6 +204,28 @@ def _cmd_metrics(args) -> int:
     return 0
 
 
+def _add_query_parser(sub) -> None:
+    p = sub.add_parser("query", help="DuckDB SQL over a run folder's tables",
+                       description="Run SQL over the Parquet tables of a run folder (one view per table).")
+    p.add_argument("run_dir")
+    p.add_argument("sql")
+    p.add_argument("-o", "--output", help="write the result as CSV instead of printing it")
+    p.set_defaults(func=_cmd_query)
+
+
+def _cmd_query(args) -> int:
+    from .io import atomic_path
+    from .store import RunStore
+
+    df = RunStore(args.run_dir, create=False).query(args.sql)
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            df.to_csv(tmp, index=False)
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -213,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_graph_parser(sub)
     _add_collapse_parsers(sub)
     _add_metrics_parser(sub)
+    _add_query_parser(sub)
     return parser
 
 
