@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/graph_demo.py --out demo-out
-	@echo "report: demo-out/report.html"
+	$(VENV)/bin/nnkscope demo --out demo-run
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests bench examples
@@ -27,4 +26,4 @@ bench: $(STAMP)
 	$(PY) bench/nnk_graph.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-run demo-out .pytest_cache

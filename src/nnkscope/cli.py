@@ -226,6 +226,51 @@ def _cmd_query(args) -> int:
     return 0
 
 
+def _add_demo_parsers(sub) -> None:
+    p = sub.add_parser("demo", help="train a small model on digits, run the layer-wise study, write the report",
+                       description="The embedded default study: an MLP with BatchNorm on scikit-learn digits, "
+                                   "layer-wise NNK and class-geometry metrics at several epochs, an HTML report.")
+    p.add_argument("--out", default="demo-run", help="run folder (resumes if it exists)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("report", help="write the HTML report of a run folder")
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_demo(args) -> int:
+
+    from .datasets import load_digits, per_class_subset
+    from .models import MLP, require_torch, train_classifier
+    from .report import write_report
+    from .store import RunStore
+    from .studies import TrainingCallback
+
+    torch = require_torch()
+    torch.set_num_threads(1)
+    X, y = load_digits()
+    idx = per_class_subset(y, 60, seed=args.seed)  # 600 evaluation points, balanced
+    store = RunStore(args.out, params={"study": "demo", "epochs": args.epochs, "seed": args.seed})
+    torch.manual_seed(args.seed)
+    model = MLP(X.shape[1], 64, 2, 10, batchnorm=True)
+    marks = sorted({1, max(1, args.epochs // 4), max(1, args.epochs // 2), args.epochs})
+    cb = TrainingCallback(store, X[idx], y[idx], "blocks.*", every=0, epochs=marks, model_name="mlp_bn")
+    hist = train_classifier(model, X, y, epochs=args.epochs, lr=1e-3, seed=args.seed, callback=cb)
+    path = write_report(args.out)
+    print(f"trained {args.epochs} epochs (final train error {hist[-1]['train_error']:.4f}); measured epochs {marks}")
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    print(f"report: {write_report(args.run_dir, args.output)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -236,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collapse_parsers(sub)
     _add_metrics_parser(sub)
     _add_query_parser(sub)
+    _add_demo_parsers(sub)
     return parser
 
 

@@ -1,0 +1,91 @@
+"""Studies: the NNK and class-geometry metrics of every layer of a model, per epoch, into a run folder.
+
+``layerwise`` measures one model state: activations of the selected layers on an evaluation set, then for each
+layer the per-point NNK metrics (table ``points``), a per-layer summary with neural-collapse NC1 and separation
+fuzziness D (table ``layers``), and the equi-separation fit over the layers (table ``fits``).  Every
+(model, epoch, layer) unit is a separate part of the run folder and is skipped if already there, so an
+interrupted study resumes where it stopped.  :class:`TrainingCallback` runs it during training
+(``train_classifier(..., callback=cb)`` or any loop calling ``cb(epoch, model)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .capture import capture
+from .collapse import equi_separation_fit, neural_collapse, separation_fuzziness
+from .metrics import point_metrics
+from .store import RunStore
+
+__all__ = ["layerwise", "TrainingCallback"]
+
+
+def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, model_name: str = "model",
+              epoch: int = 0, k: int = 20, kernel: str = "cosine", pooling: str = "flatten",
+              include_input: bool = True, progress: bool | None = False) -> dict:
+    """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed."""
+    keys = {"model": model_name, "epoch": int(epoch)}
+    todo = [name for name in _layer_names(model, layers) if not store.has("points", layer=name, **keys)]
+    computed = {}
+    if todo or (include_input and not store.has("points", layer="input", **keys)):
+        acts = capture(model, X, todo, pooling=pooling) if todo else {}
+        ordered = ([("input", X)] if include_input else []) + [(n, acts[n]) for n in todo]
+        for name, H in ordered:
+            if store.has("points", layer=name, **keys):
+                continue
+            H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
+            df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
+                                        progress=progress)
+            summary["nc1"] = neural_collapse(H, y)["nc1"] if H.shape[1] >= len(np.unique(y)) - 1 else np.nan
+            summary["separation_fuzziness"] = separation_fuzziness(H, y)
+            summary["layer_index"] = _index(name, model, layers, include_input)
+            import pandas as pd
+
+            store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
+            store.write("points", df, layer=name, **keys)
+            computed[name] = summary
+    _write_fit(store, keys)
+    return computed
+
+
+def _layer_names(model, layers) -> list[str]:
+    from .capture import select_modules
+
+    return list(select_modules(model, layers))
+
+
+def _index(name: str, model, layers, include_input: bool) -> int:
+    if name == "input":
+        return 0
+    return _layer_names(model, layers).index(name) + int(include_input)
+
+
+def _scalars(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, np.integer, np.floating))}
+
+
+def _write_fit(store: RunStore, keys: dict) -> None:
+    import pandas as pd
+
+    rows = store.query(f"SELECT layer_index, separation_fuzziness FROM layers WHERE model = '{keys['model']}' "
+                       f"AND epoch = {keys['epoch']} ORDER BY layer_index")
+    if len(rows) < 3 or not (rows.separation_fuzziness > 0).all():
+        return
+    f = equi_separation_fit(rows.separation_fuzziness.to_numpy(), rows.layer_index.to_numpy())
+    store.write("fits", pd.DataFrame([{"rho": f.rho, "r": f.r, "r2": f.r2, "n_layers": len(rows)}]), **keys)
+
+
+class TrainingCallback:
+    """Run :func:`layerwise` every ``every`` epochs (and at ``epochs``) from any training loop: ``cb(epoch, model)``."""
+
+    def __init__(self, store: RunStore, X, y, layers, *, every: int = 1, epochs: Sequence[int] = (),
+                 model_name: str = "model", **kwargs):
+        self.store, self.X, self.y, self.layers = store, X, y, layers
+        self.every, self.epochs, self.model_name, self.kwargs = every, set(epochs), model_name, kwargs
+
+    def __call__(self, epoch: int, model) -> None:
+        if (self.every and epoch % self.every == 0) or epoch in self.epochs:
+            layerwise(model, self.X, self.y, self.layers, self.store, model_name=self.model_name, epoch=epoch,
+                      **self.kwargs)
