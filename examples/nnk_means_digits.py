@@ -12,16 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nnkscope.datasets import digits_split
 from nnkscope.nnk_means import NNKMeans
 
 
 def run(sizes=(20, 50, 100), verbose: bool = True) -> pd.DataFrame:
     from sklearn.cluster import KMeans
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    Xtr, Xte, ytr, yte = digits_split(test_size=0.3, seed=0)
     rows = []
     for M in sizes:
         nm = NNKMeans(n_components=M, n_nonzero=10, n_iter=10, seed=0).fit(Xtr, ytr)

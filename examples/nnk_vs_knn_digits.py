@@ -11,15 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nnkscope.datasets import digits_split
 from nnkscope.interpolation import NNKClassifier, leave_one_out
 
 
 def run(ks=(5, 10, 20, 30, 50, 75), verbose: bool = True) -> pd.DataFrame:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    Xtr, Xte, ytr, yte = digits_split(test_size=0.3, seed=0)
     rows = []
     for k in ks:
         clf = NNKClassifier(k=k, kernel="cosine").fit(Xtr, ytr)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
-__all__ = ["load_digits", "load_mnist1d", "per_class_subset"]
+__all__ = ["load_digits", "digits_split", "load_mnist1d", "per_class_subset"]
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -19,6 +19,18 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
     d = _load()
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def digits_split(test_size: float = 0.3, seed: int = 0):
+    """Raw-pixel digits (0-16), stratified train/test split: ``X_train, X_test, y_train, y_test``.
+
+    The split used by the digits reproductions (research notes R1, R6).
+    """
+    from sklearn.datasets import load_digits as _load
+    from sklearn.model_selection import train_test_split
+
+    X, y = _load(return_X_y=True)
+    return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
 
 
 def load_mnist1d(seed: int = 42, num_samples: int = 5000, train_split: float = 0.8):
