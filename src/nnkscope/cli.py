@@ -1,4 +1,9 @@
-"""Command-line interface: ``nnkscope graph EMBEDDINGS -k 30 --kernel cosine -o graph.npz``."""
+"""Command-line interface.
+
+``nnkscope graph`` (NNK graph of an embedding), ``metrics`` (per-point table), ``collapse`` and ``separation``
+(class geometry of saved features), ``demo`` (the embedded study), ``report`` (HTML of a run folder) and
+``query`` (SQL over a run folder).  Errors of nnkscope's own kinds print one line and exit with status 2.
+"""
 
 from __future__ import annotations
 
@@ -53,11 +58,7 @@ def _cmd_graph(args) -> int:
     summary["recall"] = G.params["knn"].get("recall")
     summary["seconds"] = round(elapsed, 3)
     summary["output"] = str(path)
-    width = max(map(len, summary))
-    for key, value in summary.items():
-        if isinstance(value, float):
-            value = f"{value:.6g}"
-        print(f"{key:<{width}}  {value}")
+    _print_table(summary)
     if summary["isolated_nodes"]:
         print(f"note: {summary['isolated_nodes']} node(s) have no edge under rule {summary['rule']!r}; "
               "rule 'max' never isolates a node with an NNK neighbour", file=sys.stderr)
