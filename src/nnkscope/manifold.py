@@ -22,7 +22,7 @@ from ._runtime import thread_limit
 from ._validate import as_points, check_positive
 from .errors import InputShapeError, InvalidParameterError
 
-__all__ = ["polytope_diameter", "local_dimension", "tangent_spaces", "curvature", "manifold_summary"]
+__all__ = ["polytope_diameter", "local_dimension", "tangent_spaces", "curvature"]
 
 
 def _check(Z, candidates, theta):
@@ -239,14 +239,4 @@ def curvature(X, candidates, theta, *, dim: int, normalize: bool = False, tangen
     out = np.empty(len(candidates))
     with thread_limit(n_jobs):
         _curv(np.ascontiguousarray(U), candidates, theta, out)
-    return out
-
-
-def manifold_summary(values: dict) -> dict:
-    """Mean and median of each per-point metric array."""
-    out = {}
-    for name, v in values.items():
-        v = np.asarray(v, dtype=np.float64)
-        out[f"mean_{name}"] = float(v.mean())
-        out[f"median_{name}"] = float(np.median(v))
     return out

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .capture import capture
-from .collapse import equi_separation_fit, neural_collapse, separation_fuzziness
+from .collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
 from .metrics import point_metrics
 from .store import RunStore
 
@@ -26,8 +26,13 @@ def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, m
               epoch: int = 0, k: int = 20, kernel: str = "cosine", pooling: str = "flatten",
               include_input: bool = True, progress: bool | None = False) -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed."""
+    import pandas as pd
+
     keys = {"model": model_name, "epoch": int(epoch)}
-    todo = [name for name in _layer_names(model, layers) if not store.has("points", layer=name, **keys)]
+    names = _layer_names(model, layers)
+    index = {name: i + int(include_input) for i, name in enumerate(names)}
+    index["input"] = 0
+    todo = [name for name in names if not store.has("points", layer=name, **keys)]
     computed = {}
     if todo or (include_input and not store.has("points", layer="input", **keys)):
         acts = capture(model, X, todo, pooling=pooling) if todo else {}
@@ -38,11 +43,10 @@ def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, m
             H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
             df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
                                         progress=progress)
-            summary["nc1"] = neural_collapse(H, y)["nc1"] if H.shape[1] >= len(np.unique(y)) - 1 else np.nan
-            summary["separation_fuzziness"] = separation_fuzziness(H, y)
-            summary["layer_index"] = _index(name, model, layers, include_input)
-            import pandas as pd
-
+            stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
+            summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
+            summary["separation_fuzziness"] = separation_fuzziness(stats)
+            summary["layer_index"] = index[name]
             store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
             store.write("points", df, layer=name, **keys)
             computed[name] = summary
@@ -56,12 +60,6 @@ def _layer_names(model, layers) -> list[str]:
     return list(select_modules(model, layers))
 
 
-def _index(name: str, model, layers, include_input: bool) -> int:
-    if name == "input":
-        return 0
-    return _layer_names(model, layers).index(name) + int(include_input)
-
-
 def _scalars(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, np.integer, np.floating))}
 
@@ -69,7 +67,8 @@ def _scalars(summary: dict) -> dict:
 def _write_fit(store: RunStore, keys: dict) -> None:
     import pandas as pd
 
-    rows = store.query(f"SELECT layer_index, separation_fuzziness FROM layers WHERE model = '{keys['model']}' "
+    model = str(keys["model"]).replace("'", "''")  # SQL string literal
+    rows = store.query(f"SELECT layer_index, separation_fuzziness FROM layers WHERE model = '{model}' "
                        f"AND epoch = {keys['epoch']} ORDER BY layer_index")
     if len(rows) < 3 or not (rows.separation_fuzziness > 0).all():
         return
