@@ -35,6 +35,15 @@ def _add_graph_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads (default: all available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("-o", "--output", required=True, help="output graph: .npz or .parquet")
+    g = p.add_argument_group("blocked / distributed run (input read from disk block by block: .npy or zarr)")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--local-cluster", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use the Dask scheduler at ADDRESS")
+    where.add_argument("--blocked", action="store_true", help="blocked run in this process (no Dask)")
+    g.add_argument("--block-size", type=int, default=8192, help="query rows per task (default 8192)")
+    g.add_argument("--shard-size", type=int, default=65536, help="database rows searched at a time")
+    g.add_argument("--parts-dir", help="folder for the Parquet parts (default: a temporary folder); a run "
+                                       "interrupted there resumes")
     p.set_defaults(func=_cmd_graph)
 
 
@@ -43,19 +52,24 @@ def _cmd_graph(args) -> int:
     from .io import load_embeddings
     from .neighbors import HNSWSearch
 
-    X = load_embeddings(args.embeddings, key=args.key)
     knn = "exact"
     if args.knn == "hnsw":
         knn = HNSWSearch(M=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
                          recall_sample=args.recall_sample)
+    settings = dict(kernel=args.kernel, sigma=args.sigma, solver=args.solver, symmetrize=args.rule, tau=args.tau,
+                    knn=knn, duplicates=args.duplicates, progress=False if args.no_progress else None)
     t0 = time.perf_counter()
-    G = nnk_graph(X, args.k, kernel=args.kernel, sigma=args.sigma, solver=args.solver, symmetrize=args.rule,
-                  tau=args.tau, knn=knn, duplicates=args.duplicates, n_jobs=args.threads,
-                  progress=False if args.no_progress else None)
+    if args.local_cluster or args.scheduler or args.blocked:
+        G = _blocked_graph(args, settings)
+    else:
+        G = nnk_graph(load_embeddings(args.embeddings, key=args.key), args.k, n_jobs=args.threads, **settings)
     elapsed = time.perf_counter() - t0
     path = G.save(args.output)
     summary = G.summary()
     summary["recall"] = G.params["knn"].get("recall")
+    if "blocked" in G.params:
+        summary["blocks"] = G.params["blocked"]["blocks"]
+        summary["shards"] = G.params["blocked"]["shards"]
     summary["seconds"] = round(elapsed, 3)
     summary["output"] = str(path)
     _print_table(summary)
@@ -63,6 +77,27 @@ def _cmd_graph(args) -> int:
         print(f"note: {summary['isolated_nodes']} node(s) have no edge under rule {summary['rule']!r}; "
               "rule 'max' never isolates a node with an NNK neighbour", file=sys.stderr)
     return 0
+
+
+def _blocked_graph(args, settings: dict):
+    """The graph built block by block from the file on disk, on Dask when asked (the file is never loaded whole)."""
+    import contextlib
+    import tempfile
+
+    from .blocked import RowSource, build_graph
+    from .executor import connect, local_cluster
+
+    with contextlib.ExitStack() as stack:
+        parts_dir = args.parts_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="nnkscope-parts-"))
+        client = None
+        if args.local_cluster:
+            client = stack.enter_context(local_cluster(args.local_cluster, threads_per_worker=args.threads or 1))
+        elif args.scheduler:
+            client = stack.enter_context(connect(args.scheduler))
+        parts = build_graph(RowSource(args.embeddings, args.key), parts_dir, args.k, block_size=args.block_size,
+                            shard_size=args.shard_size, executor=client, threads_per_task=args.threads or 1,
+                            **settings)
+        return parts.to_graph()
 
 
 def _load_labels(path: str, n: int):

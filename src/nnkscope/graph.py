@@ -192,7 +192,7 @@ def _resolve_neighbors(X, k, kernel: Kernel, knn, duplicates, n_jobs, progress) 
 def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None = None, solver: str = "exact",
               symmetrize: str = "max", tau: float = 1e-6, tol: float = DEFAULT_TOL, knn="exact",
               duplicates: str = "error", n_jobs: int | None = None, block_size: int = 16384,
-              progress: bool | None = None) -> NNKGraph:
+              progress: bool | None = None, executor=None, work_dir=None) -> NNKGraph:
     """Build the NNK graph of the rows of ``X``.
 
     Parameters
@@ -213,6 +213,11 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
     n_jobs : threads (default: all CPUs available); results do not depend on it for exact search.
     block_size : nodes solved per block (bounds scratch memory; the progress bar advances per block).
     progress : progress bars (default: when stderr is a terminal).
+    executor : run block by block on an executor instead: a Dask ``distributed.Client``, a
+        ``concurrent.futures.Executor`` or "inline" (see :func:`nnkscope.blocked.build_graph`, which also reads
+        on-disk inputs without loading them).  ``X`` is saved once to ``work_dir`` (default: a temporary folder,
+        which must be visible to the workers) and tasks of ``block_size`` rows run there; ``n_jobs`` is then the
+        thread count inside each task.  The result equals the in-process one.
 
     Returns
     -------
@@ -236,6 +241,9 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
     tol = check_positive(tol, "tol")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
         raise InvalidParameterError(f"block_size must be a positive integer; got {block_size!r}")
+    if executor is not None:
+        return _nnk_graph_blocked(X, k, kern, solver, symmetrize, tau, tol, knn, duplicates, n_jobs, block_size,
+                                  progress, executor, work_dir)
     t0 = time.perf_counter()
     nbrs = _resolve_neighbors(X, k, kern, knn, duplicates, n_jobs, progress)
     t1 = time.perf_counter()
@@ -249,6 +257,24 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
               "dtype": str(X.dtype), "nnkscope_version": __version__,
               "timings": {"knn_s": t1 - t0, "solve_s": t2 - t1}}
     return NNKGraph(nbrs.indices, theta, errors, status, nbrs.distances, params)
+
+
+def _nnk_graph_blocked(X, k, kern, solver, symmetrize, tau, tol, knn, duplicates, n_jobs, block_size, progress,
+                      executor, work_dir) -> NNKGraph:
+    import tempfile
+
+    from .blocked import build_graph
+
+    if isinstance(knn, Neighbors):
+        raise InvalidParameterError("precomputed neighbours cannot be combined with executor=...; pass knn='exact' "
+                                    "or 'hnsw'")
+    with tempfile.TemporaryDirectory(prefix="nnkscope-", dir=work_dir) as tmp:
+        np.save(Path(tmp) / "X.npy", X)
+        parts = build_graph(Path(tmp) / "X.npy", Path(tmp) / "graph", k, kernel=kern.name, sigma=kern.sigma,
+                            solver=solver, tau=tau, tol=tol, knn=knn, duplicates=duplicates, symmetrize=symmetrize,
+                            block_size=block_size, shard_size=max(block_size, 65536), executor=executor,
+                            threads_per_task=n_jobs or 1, progress=progress)
+        return parts.to_graph()
 
 
 def knn_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None = None, tau: float = 1e-6,

@@ -11,7 +11,7 @@ from .kernels import Kernel
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
 from .manifold import curvature, local_dimension, polytope_diameter
 
-__all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods"]
+__all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods", "loo_columns"]
 
 
 def _labels_for(y, n: int, k: int, check_class_sizes: bool):
@@ -78,17 +78,12 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
         df["label"] = np.asarray(y)
         df["homogeneity"] = class_homogeneity(G.candidates, G.theta, codes)
         df["homogeneity_unweighted"] = class_homogeneity(G.candidates, G.theta, codes, weighted=False)
-        kern = Kernel(kernel, G.params["sigma"])
-        g = np.exp(-(G.distances**2) * kern.gamma) if kernel == "gaussian" else np.clip(1 - G.distances / 2, 0, 1)
-        weights = {"nnk": G.theta, "nnk_uniform": (G.theta > 0) * 1.0, "kernel": g, "uniform": np.ones_like(g)}
+        loo, summary["loo_fallback_nodes"] = loo_columns(G.theta, G.distances, Kernel(kernel, G.params["sigma"]),
+                                                         codes, codes[G.candidates], len(classes))
+        for name, col in loo.items():
+            df[name] = col
+        df["loo_prediction"] = classes[df.pop("loo_prediction_code").to_numpy()]
         for w in WEIGHTINGS:
-            proba, fb = vote(weights[w], codes[G.candidates], len(classes))
-            pred = proba.argmax(1)
-            df[f"loo_error_{w}"] = pred != codes
-            df[f"loo_soft_error_{w}"] = 1 - proba[np.arange(len(codes)), codes]
-            if w == "nnk":
-                df["loo_prediction"] = classes[pred]
-                summary["loo_fallback_nodes"] = int(fb.sum())
             summary[f"loo_error_{w}"] = float(df[f"loo_error_{w}"].mean())
         summary["weighted_unweighted_gap"] = summary["loo_error_nnk_uniform"] - summary["loo_error_nnk"]
         summary["homogeneous_fraction_H"] = float((df["homogeneity"] == 1).mean())
@@ -97,6 +92,38 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
         summary["dirichlet_energy"] = dirichlet_energy(A, np.eye(len(classes))[codes])
         summary["cross_class_edge_fraction"] = cross_class_fraction(A, codes) if A.nnz else float("nan")
     return df, summary
+
+
+def loo_columns(theta: np.ndarray, distances: np.ndarray, kernel: Kernel, codes: np.ndarray,
+                candidate_codes: np.ndarray, n_classes: int) -> tuple[dict, int]:
+    """Leave-one-out votes of every weighting of the candidates (see :data:`~nnkscope.interpolation.WEIGHTINGS`).
+
+    Returns the per-point columns (hard error, soft error per weighting, and the NNK prediction as a class code)
+    and the number of points whose NNK weights were all zero (they fall back to their nearest candidate).
+
+    Examples
+    --------
+    >>> cols, fb = loo_columns(np.array([[1.0, 0.0]]), np.array([[0.1, 0.2]]), Kernel("gaussian", 1.0),
+    ...                        np.array([0]), np.array([[0, 1]]), 2)
+    >>> bool(cols["loo_error_nnk"][0]), bool(cols["loo_error_uniform"][0]), fb
+    (False, False, 0)
+    """
+    if kernel.name == "gaussian":
+        g = np.exp(-(distances**2) * kernel.gamma)
+    else:
+        g = np.clip(1 - distances / 2, 0, 1)
+    weights = {"nnk": theta, "nnk_uniform": (theta > 0) * 1.0, "kernel": g, "uniform": np.ones_like(g)}
+    cols: dict[str, np.ndarray] = {}
+    fallback = 0
+    for w in WEIGHTINGS:
+        proba, fb = vote(weights[w], candidate_codes, n_classes)
+        pred = proba.argmax(1)
+        cols[f"loo_error_{w}"] = pred != codes
+        cols[f"loo_soft_error_{w}"] = 1 - proba[np.arange(len(codes)), codes]
+        if w == "nnk":
+            cols["loo_prediction_code"] = pred
+            fallback = int(fb.sum())
+    return cols, fallback
 
 
 def merge_neighbourhoods(X: np.ndarray, candidates: np.ndarray, theta: np.ndarray, errors: np.ndarray) -> np.ndarray:

@@ -292,13 +292,17 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
     n_dup = int(has_dup.sum())
     if duplicates == "error" and n_dup:
         first = int(np.flatnonzero(has_dup)[0])
-        raise DuplicatePointsError(
-            f"{n_dup} point(s) have an exact duplicate (first: row {first}, identical to row "
-            f"{int(idx[first, 0])}). Pass duplicates='drop' to exclude identical points from each other's "
-            "candidates, duplicates='keep' to keep them (the lowest-index copy then reconstructs its twin alone), "
-            "or deduplicate with np.unique(X, axis=0)"
-        )
+        raise duplicate_error(n_dup, first, int(idx[first, 0]))
     return Neighbors(idx, dist, metric, spec.name, duplicates, n_dup, recall, params)
+
+
+def duplicate_error(n_dup: int, first: int, twin: int) -> DuplicatePointsError:
+    """The error for ``duplicates="error"``, naming the first duplicated row and the ways out."""
+    return DuplicatePointsError(
+        f"{n_dup} point(s) have an exact duplicate (first: row {first}, identical to row {twin}). Pass "
+        "duplicates='drop' to exclude identical points from each other's candidates, duplicates='keep' to keep "
+        "them (the lowest-index copy then reconstructs its twin alone), or deduplicate with np.unique(X, axis=0)"
+    )
 
 
 def _build_hnsw(space: _Space, spec: HNSWSearch):
