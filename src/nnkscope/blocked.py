@@ -238,7 +238,9 @@ def _search_rows(plan: _Plan, Q: np.ndarray, nodes: np.ndarray, exact: bool = Fa
         qspace = space.like(Q)
         searcher = None
         if isinstance(plan.method, HNSWSearch) and not exact:
-            searcher = _load_index(str(plan.index_path(s)))
+            searcher = _load_index(str(plan.index_path(s)))  # built once per shard by _index_task
+        elif not exact:
+            searcher = plan.method.searcher(space)  # None for ExactSearch; device rows for TorchSearch
         kk = min(k + 1, hi - lo)
         while True:
             idx = np.empty((nq, kk), np.int64)

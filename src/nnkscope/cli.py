@@ -1,8 +1,9 @@
 """Command-line interface.
 
-``nnkscope graph`` (NNK graph of an embedding), ``metrics`` (per-point table), ``collapse`` and ``separation``
-(class geometry of saved features), ``demo`` (the embedded study), ``report`` (HTML of a run folder) and
-``query`` (SQL over a run folder).  Errors of nnkscope's own kinds print one line and exit with status 2.
+``nnkscope graph`` (NNK graph of an embedding; ``--local-cluster``/``--scheduler`` run it on Dask), ``metrics``
+(per-point table), ``collapse`` and ``separation`` (class geometry of saved features), ``demo`` (the embedded
+study), ``study KIND --config`` (any study from YAML), ``report`` (HTML of a run folder) and ``query`` (SQL over a
+run folder).  Errors of nnkscope's own kinds print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -270,6 +271,18 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+    from .studies.config import KINDS
+
+    p = sub.add_parser("study", help="run a study from a YAML config (layerwise, training, compare, stability, "
+                                     "invariance, early-stopping, width-sweep)",
+                       description="Run a study into a resumable run folder, print its table, write report.html. "
+                                   "Without --config the kind's defaults run; unknown config keys are refused.")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--config", help="YAML file overriding the kind's defaults")
+    p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_cmd_study)
     p = sub.add_parser("report", help="write the HTML report of a run folder")
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None)
@@ -297,6 +310,24 @@ def _cmd_demo(args) -> int:
     path = write_report(args.out)
     print(f"trained {args.epochs} epochs (final train error {hist[-1]['train_error']:.4f}); measured epochs {marks}")
     print(f"report: {path}")
+    return 0
+
+
+def _cmd_study(args) -> int:
+    import pandas as pd
+
+    from .studies.config import load_config, resolve_config, run_study
+
+    cfg = load_config(args.kind, args.config) if args.config else resolve_config(args.kind)
+    if args.show_config:
+        import yaml
+
+        print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
+        return 0
+    _, table = run_study(args.kind, cfg, args.out, report=not args.no_report)
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"run folder: {args.out}" + ("" if args.no_report else f"; report: {args.out}/report.html"))
     return 0
 
 

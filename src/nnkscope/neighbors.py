@@ -38,6 +38,9 @@ class ExactSearch:
 
     name = "exact"
 
+    def searcher(self, space):
+        return None  # faiss.knn on each block: no index
+
 
 @dataclass(frozen=True)
 class HNSWSearch:
@@ -58,6 +61,9 @@ class HNSWSearch:
     margin: int = 8
 
     name = "hnsw"
+
+    def searcher(self, space):
+        return _build_hnsw(space, self)
 
 
 @dataclass
@@ -86,14 +92,21 @@ class Neighbors:
                 "points_with_duplicate": self.n_with_duplicate, "recall": self.recall, **self.params}
 
 
-def _resolve_method(method) -> ExactSearch | HNSWSearch:
+def _resolve_method(method):
     if isinstance(method, (ExactSearch, HNSWSearch)):
         return method
     if method == "exact":
         return ExactSearch()
     if method == "hnsw":
         return HNSWSearch()
-    raise InvalidParameterError(f"method must be 'exact', 'hnsw', ExactSearch(...) or HNSWSearch(...); got {method!r}")
+    from .gpu import TorchSearch
+
+    if method == "gpu":
+        return TorchSearch("cuda")
+    if isinstance(method, TorchSearch):
+        return method
+    raise InvalidParameterError(f"method must be 'exact', 'hnsw', 'gpu', ExactSearch(...), HNSWSearch(...) or "
+                                f"nnkscope.gpu.TorchSearch(...); got {method!r}")
 
 
 @nb.njit(cache=True)
@@ -197,7 +210,8 @@ class _Space:
         if searcher is None:
             _, idx = faiss.knn(queries.Xs[rows], self.Xs, width, metric=self.faiss_metric)
         else:
-            searcher.hnsw.efSearch = max(searcher.hnsw.efSearch, width)
+            if hasattr(searcher, "hnsw"):
+                searcher.hnsw.efSearch = max(searcher.hnsw.efSearch, width)
             _, idx = searcher.search(queries.Xs[rows], width)
         return np.ascontiguousarray(idx, dtype=np.int64)
 
@@ -241,7 +255,9 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
     k : number of neighbours (self excluded); needs ``N >= k + 1`` (``N >= k`` with ``queries``).
     queries : optional (Q, d) array searched against ``X`` (no self-exclusion: they are not rows of ``X``).
     metric : "euclidean" or "cosine" (ranking by ``1 - cos``; all-zero rows are rejected).
-    method : "exact" (default), "hnsw", or an :class:`ExactSearch` / :class:`HNSWSearch` with settings.
+    method : "exact" (default), "hnsw", "gpu", or an :class:`ExactSearch` / :class:`HNSWSearch` /
+        :class:`nnkscope.gpu.TorchSearch` with settings (the last proposes windows on a torch device; results
+        equal exact search).
     duplicates : "keep" (identical points are ordinary neighbours; ties go to the lower index), "drop" (a point
         identical to the query is never its candidate) or "error" (raise :class:`DuplicatePointsError`).
     n_jobs : threads for faiss and numba (default: all CPUs available to this process).
@@ -280,13 +296,13 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
     with thread_limit(n_jobs):
         space = _Space.build(X, metric)
         qspace = space if in_sample else space.like(queries)
-        searcher = _build_hnsw(space, spec) if isinstance(spec, HNSWSearch) else None
+        searcher = spec.searcher(space)
         with progress_bar(nq, "kNN search", progress) as bar:
             for lo in range(0, nq, spec.block_size):
                 rows = np.arange(lo, min(nq, lo + spec.block_size), dtype=np.int64)
                 _settle(space, qspace, in_sample, searcher, rows, k, k + 1 + spec.margin, drop, idx, dist, has_dup)
                 bar.update(rows.size)
-        if searcher is not None:
+        if isinstance(spec, HNSWSearch):
             recall = _sampled_recall(space, qspace, in_sample, idx, k, spec, drop)
             params["recall_sample"] = min(spec.recall_sample, nq)
     n_dup = int(has_dup.sum())

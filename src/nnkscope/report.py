@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidParameterError
 from .io import atomic_path
 from .store import RunStore
 
@@ -44,14 +45,45 @@ def _grid(n):
 
 
 def write_report(run_dir, out: str | None = None) -> Path:
-    """Write ``report.html`` into the run folder (or ``out``) and return its path."""
+    """Write ``report.html`` into the run folder (or ``out``) and return its path.
+
+    One section per study table present (layers/epochs, compare, stability, invariance, early stopping, width
+    sweep), each with figures, a few sentences of summary and its table; everything is inlined in one file.
+    """
     store = RunStore(run_dir, create=False)
+    tables = set(store.tables())
+    sections = [fn(store) for name, fn in _SECTIONS if name in tables]
+    if not sections:
+        raise InvalidParameterError(f"{run_dir} holds no study tables yet (it has {sorted(tables)}); run a study "
+                                    "into it first")
+    summary = [line for sec in sections for line in sec["summary"]]
+    body = []
+    for sec in sections:
+        body.append(f"<h2>{html.escape(sec['title'])}</h2>")
+        body += [f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
+                 for t, b in sec["figures"]]
+        body.append(f"<details><summary>table</summary>{sec['table']}</details>")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>nnkscope report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}img{{max-width:100%}}
+table{{border-collapse:collapse;font-size:12px}}td,th{{padding:2px 6px;border-bottom:1px solid #ddd}}</style>
+</head><body><h1>nnkscope report: {html.escape(Path(run_dir).name)}</h1>
+<ul>{''.join(f'<li>{html.escape(s)}</li>' for s in summary)}</ul>{''.join(body)}</body></html>"""
+    path = Path(out) if out else Path(run_dir) / "report.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def _html_table(df) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def _layers_section(store: RunStore) -> dict:
     layers = store.read("layers").sort_values(["model", "epoch", "layer_index"])
     metrics = [(c, t, log) for c, t, log in LAYER_METRICS if c in layers.columns]
     last_epoch = layers.groupby("model")["epoch"].max()
     figs = []
-    # 1. across layers at each model's last epoch, one line per recorded epoch
-    fig, axes = _grid(len(metrics))
+    fig, axes = _grid(len(metrics))  # across layers, one line per recorded epoch
     for ax, (col, title, log) in zip(axes, metrics, strict=False):
         for (model, epoch), sub in layers.groupby(["model", "epoch"]):
             ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
@@ -61,8 +93,7 @@ def write_report(run_dir, out: str | None = None) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     figs.append(("Metrics across layers", _png(fig)))
-    # 2. across epochs, one line per layer
-    if layers.epoch.nunique() > 1:
+    if layers.epoch.nunique() > 1:  # across epochs, one line per layer
         fig, axes = _grid(len(metrics))
         for ax, (col, title, log) in zip(axes, metrics, strict=False):
             for (model, layer), sub in layers.groupby(["model", "layer"], sort=False):
@@ -71,7 +102,6 @@ def write_report(run_dir, out: str | None = None) -> Path:
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         figs.append(("Metrics through training", _png(fig)))
-    # 3. distributions at the last epoch
     pts = store.query("SELECT p.layer, p.nnk_degree, p.diameter, p.homogeneity FROM points p JOIN "
                       "(SELECT model, max(epoch) AS e FROM points GROUP BY model) m ON p.model = m.model AND "
                       "p.epoch = m.e")
@@ -82,21 +112,130 @@ def write_report(run_dir, out: str | None = None) -> Path:
         ax.set(title=f"{col} at the last epoch")
     axes[0].legend(fontsize=7)
     figs.append(("Per-point distributions", _png(fig)))
-    summary = _summary(store, layers)
     table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
-        "model", "layer", "kernel")]).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    body = "".join(f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
-                   for t, b in figs)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>nnkscope report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}img{{max-width:100%}}
-table{{border-collapse:collapse;font-size:12px}}td,th{{padding:2px 6px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>nnkscope report: {html.escape(Path(run_dir).name)}</h1>
-<ul>{''.join(f'<li>{html.escape(s)}</li>' for s in summary)}</ul>{body}
-<h2>All layers and epochs</h2>{table}</body></html>"""
-    path = Path(out) if out else Path(run_dir) / "report.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return path
+        "model", "layer", "kernel")])
+    return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
+            "table": _html_table(table)}
+
+
+def _compare_section(store: RunStore) -> dict:
+    import matplotlib.pyplot as plt
+
+    t = store.read("compare")
+    names = sorted(set(zip(t.a_model, t.a_layer, strict=True)) | set(zip(t.b_model, t.b_layer, strict=True)))
+    pos = {n: i for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, 2, figsize=(6 + 0.5 * len(names), 3 + 0.25 * len(names)))
+    for ax, (col, title) in zip(axes, [("jaccard", "NNK-neighbourhood Jaccard"), ("linear_cka", "linear CKA")],
+                                strict=True):
+        M = np.eye(len(names))
+        for _, r in t.iterrows():
+            i, j = pos[(r.a_model, r.a_layer)], pos[(r.b_model, r.b_layer)]
+            M[i, j] = M[j, i] = r[col]
+        im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
+        labels = [f"{m}:{layer}" for m, layer in names]
+        ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), labels, fontsize=7)
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    best = t.sort_values("jaccard_ratio", ascending=False).iloc[0]
+    summary = [f"Most similar pair: {best.a_model}:{best.a_layer} vs {best.b_model}:{best.b_layer}, NNK "
+               f"neighbourhoods overlap {best.jaccard:.2f} ({best.jaccard_ratio:.0f}x the shuffled chance level), "
+               f"linear CKA {best.linear_cka:.2f}."]
+    return {"title": "Representation comparison", "figures": [("Pairwise similarity", _png(fig))],
+            "summary": summary, "table": _html_table(t)}
+
+
+def _stability_section(store: RunStore) -> dict:
+    import matplotlib.pyplot as plt
+
+    t = store.read("stability")
+    cols = [("spearman_nnk_degree", "Spearman NNK degree"), ("spearman_diameter", "Spearman diameter"),
+            ("jaccard", "NNK-neighbour Jaccard")]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(cols)
+    for i, (c, label) in enumerate(cols):
+        shuf = c.replace("jaccard", "jaccard_shuffled") if c == "jaccard" else f"{c}_shuffled"
+        x = np.arange(len(t)) + i * width
+        ax.bar(x, t[c], width, label=label)
+        ax.scatter(x, t[shuf], color="k", marker="_", s=80, zorder=3)
+    ax.set_xticks(np.arange(len(t)) + 0.4 - width / 2, [f"{a}-{b} ({lab})" for a, b, lab in
+                                                       zip(t.run_a, t.run_b, t.labels, strict=True)], fontsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title("across runs (black ticks: shuffled baseline)")
+    real = t[t.labels == "true"]
+    summary = [f"Across {len(real)} pairs of runs: Spearman of per-sample NNK degree "
+               f"{real.spearman_nnk_degree.mean():.2f}, of diameter {real.spearman_diameter.mean():.2f}; NNK "
+               "neighbourhoods overlap "
+               f"{real.jaccard.mean():.2f} = {real.jaccard_ratio.mean():.0f}x chance; KS distances "
+               f"{real.ks_nnk_degree.max():.3f} (degree) and {real.ks_diameter.max():.3f} (diameter) at most."]
+    return {"title": "Stability across runs", "figures": [("Run pairs", _png(fig))], "summary": summary,
+            "table": _html_table(t)}
+
+
+def _invariance_section(store: RunStore) -> dict:
+    import matplotlib.pyplot as plt
+
+    t = store.read("invariance")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for aug, sub in t.groupby("augment"):
+        ax.hist(sub.diameter, bins=40, range=(0, 2), histtype="step", density=True,
+                label=f"{'with' if aug else 'without'} augmentation")
+    ax.set(xlabel="polytope diameter among the transformed versions", title="invariance (0 = invariant)")
+    ax.legend(fontsize=8)
+    agg = t.groupby("augment").agg(d=("diameter", "mean"), up=("accuracy_upright", "mean"),
+                                   rot=("accuracy_rot90", "mean"))
+    summary = [f"{'With' if aug else 'Without'} augmentation: mean diameter {r.d:.3f}, accuracy {r.up:.3f} upright "
+               f"and {r.rot:.3f} rotated by 90 degrees." for aug, r in agg.iterrows()]
+    return {"title": "Invariance", "figures": [("Diameters", _png(fig))], "summary": summary,
+            "table": _html_table(t.groupby(["augment", "seed"], as_index=False).mean(numeric_only=True))}
+
+
+def _early_stopping_section(store: RunStore) -> dict:
+
+    t = store.read("early_stopping")
+    if "loo_error_nnk" not in t.columns:  # channel-wise arms: one row per (seed, arm)
+        agg = t.groupby("arm").test_accuracy.mean()
+        summary = ["Mean test accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in agg.items()) + "."]
+        return {"title": "Early stopping", "figures": [], "summary": summary, "table": _html_table(t)}
+    cols = [c for c in ("loo_error_nnk", "loo_error_wknn", "train_error", "test_error", "nnk_test_error")
+            if c in t.columns]
+    fig, axes = _grid(len(t.groupby(["arm", "seed"])))
+    summary = []
+    for ax, ((arm, seed), sub) in zip(axes, t.groupby(["arm", "seed"]), strict=False):
+        for c in cols:
+            ax.plot(sub.epoch, sub[c], "o-", ms=3, label=c)
+        ax.set(title=f"{arm}, seed {seed}", xlabel="epoch", ylabel="error")
+        ax.grid(alpha=0.3)
+        last = sub.iloc[-1]
+        summary.append(f"{arm} (seed {seed}), epoch {int(last.epoch)}: NNK LOO {last.loo_error_nnk:.3f}" + (
+            f", model train/test error {last.train_error:.3f}/{last.test_error:.3f}, NNK classifier test error "
+            f"{last.nnk_test_error:.3f}" if "test_error" in sub else "") + ".")
+    axes[0].legend(fontsize=7)
+    return {"title": "DeepNNK through training", "figures": [("Errors per checkpoint", _png(fig))],
+            "summary": summary, "table": _html_table(t)}
+
+
+def _width_section(store: RunStore) -> dict:
+    import matplotlib.pyplot as plt
+
+    t = store.read("width_sweep").sort_values("width")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(t.width, t.homogeneous_fraction_H, "o-")
+    axes[0].set(xscale="log", xlabel="width", title="homogeneous nodes H")
+    axes[1].plot(t.width, t.loo_error_weighted, "o-", label="weighted (NNK)")
+    axes[1].plot(t.width, t.loo_error_unweighted, "o-", label="unweighted")
+    axes[1].set(xscale="log", xlabel="width", title="leave-one-out error")
+    axes[1].legend(fontsize=8)
+    a, b = t.iloc[0], t.iloc[-1]
+    summary = [f"Width {a.width} -> {b.width}: H {a.homogeneous_fraction_H:.2f} -> {b.homogeneous_fraction_H:.2f}, "
+               f"weighted/unweighted LOO gap {a.gap:.4f} -> {b.gap:.4f}."]
+    return {"title": "Width sweep", "figures": [("Interpolation geometry", _png(fig))], "summary": summary,
+            "table": _html_table(t)}
+
+
+_SECTIONS = [("layers", _layers_section), ("compare", _compare_section), ("stability", _stability_section),
+             ("invariance", _invariance_section), ("early_stopping", _early_stopping_section),
+             ("width_sweep", _width_section)]
 
 
 def _summary(store: RunStore, layers) -> list[str]:

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .capture import capture
-from .collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
-from .metrics import point_metrics
-from .store import RunStore
+from ..capture import capture
+from ..collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..labels import label_variation
+from ..metrics import point_metrics
+from ..store import RunStore
 
 __all__ = ["layerwise", "TrainingCallback"]
 
@@ -46,6 +47,7 @@ def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, m
             stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
             summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
             summary["separation_fuzziness"] = separation_fuzziness(stats)
+            summary["label_variation"] = label_variation(H, y, k=min(10, len(H) - 1))
             summary["layer_index"] = index[name]
             store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
             store.write("points", df, layer=name, **keys)
@@ -55,7 +57,7 @@ def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, m
 
 
 def _layer_names(model, layers) -> list[str]:
-    from .capture import select_modules
+    from ..capture import select_modules
 
     return list(select_modules(model, layers))
 

@@ -1,0 +1,16 @@
+"""Studies: what a network has learned, measured layer by layer, epoch by epoch, run against run.
+
+* :mod:`~nnkscope.studies.layerwise` -- every NNK, label and class-geometry metric at every layer
+  (:func:`layerwise`), through training (:class:`TrainingCallback`);
+* :mod:`~nnkscope.studies.compare` -- representations against each other across dimensions;
+* :mod:`~nnkscope.studies.stability` -- runs (seeds) against each other;
+* :mod:`~nnkscope.studies.invariance` -- diameters of augmentation manifolds;
+* :mod:`~nnkscope.studies.early_stopping` -- DeepNNK and CW-DeepNNK callbacks;
+* :mod:`~nnkscope.studies.width_sweep` -- interpolation geometry of bigger vs smaller models;
+* :mod:`~nnkscope.studies.config` -- YAML configs and ``nnkscope study KIND``.
+"""
+
+from .early_stopping import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error
+from .layerwise import TrainingCallback, layerwise
+
+__all__ = ["layerwise", "TrainingCallback", "DeepNNKMonitor", "ChannelwiseEarlyStopping", "loo_error"]

@@ -1,0 +1,78 @@
+"""What every study shares: a dataset, a model built from a small spec, a seeded training run, features of a layer.
+
+Specs are plain dicts (the sections ``data``, ``model`` and ``train`` of a study config; see
+:mod:`nnkscope.studies.config` for the defaults), so a study is reproducible from its config alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+
+__all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS"]
+
+MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "channel_convnet")
+
+
+class Data:
+    """A train/test split with the sample shape; ``X_*`` are (N, features) float32 rows."""
+
+    def __init__(self, X_train, y_train, X_test, y_test, shape):
+        self.X_train, self.y_train, self.X_test, self.y_test, self.shape = X_train, y_train, X_test, y_test, shape
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def load_data(spec: dict) -> Data:
+    """``spec``: ``name`` (digits, mnist1d, mnist), ``seed``, ``n_train`` / ``n_test`` (0 = all; the first n
+    after the seeded split)."""
+    from ..datasets import load_dataset
+
+    Xtr, ytr, Xte, yte, shape = load_dataset(spec["name"], seed=spec.get("seed", 0))
+    ntr, nte = spec.get("n_train", 0) or len(Xtr), spec.get("n_test", 0) or len(Xte)
+    return Data(Xtr[:ntr], ytr[:ntr], Xte[:nte], yte[:nte], shape)
+
+
+def build_model(spec: dict, data: Data, seed: int):
+    """A fresh model (seeded initialisation) of kind ``mlp``, ``cnn1d``, ``cnn2d`` or ``channel_convnet``."""
+    from ..models import CNN1D, CNN2D, MLP, ChannelConvNet, require_torch
+
+    torch = require_torch()
+    torch.manual_seed(seed)
+    kind, d_in, k = spec["kind"], data.X_train.shape[1], data.n_classes
+    if kind == "mlp":
+        model = MLP(d_in, spec["width"], spec["depth"], k, batchnorm=spec["batchnorm"])
+        if spec.get("dropout", 0):
+            for block in model.blocks:
+                block.append(torch.nn.Dropout(spec["dropout"]))
+        return model
+    if kind == "cnn1d":
+        return CNN1D(d_in, k, channels=spec["channels"], batchnorm=spec["batchnorm"])
+    if kind == "cnn2d":
+        side = int(round(np.sqrt(d_in)))
+        if side * side != d_in:
+            raise InvalidParameterError(f"cnn2d needs square images; the data has {d_in} features")
+        return CNN2D(side, k, channels=spec["channels"], batchnorm=spec["batchnorm"])
+    if kind == "channel_convnet":
+        return ChannelConvNet(d_in, k, n_channels=spec["n_channels"], width=spec["channels"])
+    raise InvalidParameterError(f"model kind must be one of {MODEL_KINDS}; got {kind!r}")
+
+
+def train(model, X, y, spec: dict, seed: int, **hooks) -> list[dict]:
+    """:func:`nnkscope.models.train_classifier` with the ``train`` section of a config."""
+    from ..models import require_torch, train_classifier
+
+    require_torch().set_num_threads(spec.get("threads", 1))
+    return train_classifier(model, X, y, epochs=spec["epochs"], batch_size=spec["batch_size"],
+                            optimizer=spec["optimizer"], lr=spec["lr"], weight_decay=spec["weight_decay"],
+                            seed=seed, **hooks)
+
+
+def layer_features(model, X, layer: str, pooling: str = "flatten") -> np.ndarray:
+    """(N, d) float64 activations of one named layer (eval mode)."""
+    from ..capture import capture
+
+    return np.asarray(capture(model, X, [layer], pooling=pooling)[layer], np.float64).reshape(len(X), -1)
