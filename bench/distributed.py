@@ -157,7 +157,7 @@ def main() -> None:
                 peak = next(iter(c.run(_sampled_peak).values()))
             print(f"| {n} | {bs} | {args.shard_size} | {before:.0f} | {peak:.0f} | {peak - before:.0f} |")
     print(f"\n(the whole dataset is {X.nbytes / 2**20:.0f} MiB as float32; a worker's increase follows the block "
-          "and shard sizes, not N)")
+          "and shard sizes; the solve task's gathered candidate rows, at most min(N, block x k), add the rest)")
 
 
 if __name__ == "__main__":

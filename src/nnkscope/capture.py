@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InputShapeError, InvalidParameterError, NNKScopeError
 
-__all__ = ["select_modules", "capture", "LayerNotFoundError", "CaptureError", "POOLINGS"]
+__all__ = ["select_modules", "capture", "hidden_states", "LayerNotFoundError", "CaptureError", "POOLINGS"]
 
 POOLINGS = ("flatten", "mean", "channels")
 
@@ -199,3 +199,36 @@ def capture(model, data, layers, *, pooling: str = "flatten", batch_size: int = 
         model.train(was_training)
 
 
+
+
+def hidden_states(model, tokenizer, texts, *, pooling: str = "mean", batch_size: int = 64,
+                  max_length: int = 128) -> dict:
+    """Per-layer sentence features of a Hugging Face encoder: ``{"embeddings": (N, h), "layer1": ..., ...}``.
+
+    Runs ``model(**tokenizer(batch), output_hidden_states=True)`` and pools each hidden state over the tokens:
+    ``"mean"`` (average of the non-padding tokens, the sentence-transformers pooling) or ``"cls"`` (first token).
+    For the packaged MiniLM, :func:`nnkscope.models.load_minilm` gives ``model`` and ``tokenizer``.
+    """
+    import torch
+
+    if pooling not in ("mean", "cls"):
+        raise InvalidParameterError(f"pooling must be 'mean' or 'cls'; got {pooling!r}")
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidParameterError("texts must be a non-empty list of strings")
+    out: list[list[np.ndarray]] = []
+    model.eval()
+    with torch.no_grad():
+        for lo in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt")
+            try:
+                states = model(**batch, output_hidden_states=True).hidden_states
+            except Exception as exc:
+                raise CaptureError(f"the model raised on texts {lo}..{lo + batch_size - 1} ({exc})") from exc
+            mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+            pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) if pooling == "mean" else h[:, 0]
+                      for h in states]
+            out.append([p.double().numpy() for p in pooled])
+    names = ["embeddings"] + [f"layer{i}" for i in range(1, len(out[0]))]
+    return {name: np.concatenate([o[i] for o in out]) for i, name in enumerate(names)}

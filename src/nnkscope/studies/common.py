@@ -12,7 +12,7 @@ from ..errors import InvalidParameterError
 
 __all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS"]
 
-MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "channel_convnet")
+MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "channel_convnet", "minilm")
 
 
 class Data:
@@ -27,11 +27,12 @@ class Data:
 
 
 def load_data(spec: dict) -> Data:
-    """``spec``: ``name`` (digits, mnist1d, mnist), ``seed``, ``n_train`` / ``n_test`` (0 = all; the first n
-    after the seeded split)."""
+    """``spec``: ``name`` (digits, mnist1d, mnist), ``seed``, ``test_size`` (digits, MNIST), ``n_train`` /
+    ``n_test`` (0 = all; the first n after the seeded split)."""
     from ..datasets import load_dataset
 
-    Xtr, ytr, Xte, yte, shape = load_dataset(spec["name"], seed=spec.get("seed", 0))
+    Xtr, ytr, Xte, yte, shape = load_dataset(spec["name"], seed=spec.get("seed", 0),
+                                             test_size=spec.get("test_size", 0.2))
     ntr, nte = spec.get("n_train", 0) or len(Xtr), spec.get("n_test", 0) or len(Xte)
     return Data(Xtr[:ntr], ytr[:ntr], Xte[:nte], yte[:nte], shape)
 
@@ -68,7 +69,7 @@ def train(model, X, y, spec: dict, seed: int, **hooks) -> list[dict]:
     require_torch().set_num_threads(spec.get("threads", 1))
     return train_classifier(model, X, y, epochs=spec["epochs"], batch_size=spec["batch_size"],
                             optimizer=spec["optimizer"], lr=spec["lr"], weight_decay=spec["weight_decay"],
-                            seed=seed, **hooks)
+                            milestones=spec.get("milestones", ()), seed=seed, **hooks)
 
 
 def layer_features(model, X, layer: str, pooling: str = "flatten") -> np.ndarray:

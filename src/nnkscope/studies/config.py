@@ -15,16 +15,17 @@ from ..errors import FileFormatError, InvalidParameterError
 
 __all__ = ["DEFAULTS", "KINDS", "load_config", "resolve_config", "run_study"]
 
-_DATA = {"name": "digits", "seed": 0, "n_train": 0, "n_test": 0}
+_DATA = {"name": "digits", "seed": 0, "n_train": 0, "n_test": 0, "test_size": 0.2}
 _MODEL = {"kind": "mlp", "width": 64, "depth": 2, "batchnorm": True, "dropout": 0.0, "channels": 16,
           "n_channels": 5}
-_TRAIN = {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "threads": 1}
+_TRAIN = {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "milestones": [],
+          "threads": 1}
 
 DEFAULTS: dict[str, dict] = {
     "layerwise": {"data": _DATA, "model": _MODEL, "train": _TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-                  "eval_per_class": 60, "pooling": "flatten"},
+                  "eval_per_class": 60, "eval_on": "test", "pooling": "flatten"},
     "training": {"data": _DATA, "model": _MODEL, "train": _TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-                 "eval_per_class": 60, "pooling": "flatten", "epochs": [1, 5, 10, 30]},
+                 "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30]},
     "compare": {"data": _DATA, "train": _TRAIN, "k": 25, "eval_per_class": 60, "pooling": "flatten",
                 "models": [{"name": "mlp_bn", "seed": 0, "layers": "blocks.*", "model": _MODEL}]},
     "stability": {"data": _DATA, "model": _MODEL, "train": _TRAIN, "seeds": [0, 1, 2], "layer": "blocks.1", "k": 25,
@@ -54,6 +55,8 @@ def _merge(default, value, where: str):
             out[key] = [_merge(_MODEL_ENTRY, e, f"{where}.{key}[{i}]") for i, e in enumerate(v)] \
                 if key in _OPEN and isinstance(v, list) else _merge(default[key], v, f"{where}.{key}")
         return out
+    if where.endswith(".width") and isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return list(value)  # per-layer widths
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, (int, float)):

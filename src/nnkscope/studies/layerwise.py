@@ -20,38 +20,49 @@ from ..labels import label_variation
 from ..metrics import point_metrics
 from ..store import RunStore
 
-__all__ = ["layerwise", "TrainingCallback"]
+__all__ = ["layerwise", "measure_layers", "TrainingCallback"]
 
 
 def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, model_name: str = "model",
               epoch: int = 0, k: int = 20, kernel: str = "cosine", pooling: str = "flatten",
               include_input: bool = True, progress: bool | None = False) -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed."""
+    keys = {"model": model_name, "epoch": int(epoch)}
+    names = (["input"] if include_input else []) + _layer_names(model, layers)
+    todo = [name for name in names if name != "input" and not store.has("points", layer=name, **keys)]
+    acts = capture(model, X, todo, pooling=pooling) if todo else {}
+    acts["input"] = X
+    return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
+                          model_name=model_name, epoch=epoch, k=k, kernel=kernel, progress=progress)
+
+
+def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name: str = "model", epoch: int = 0,
+                   k: int = 20, kernel: str = "cosine", progress: bool | None = False) -> dict:
+    """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
+    order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
+
+    This is what :func:`layerwise` runs on captured activations; use it directly for features from elsewhere, e.g.
+    a transformer's hidden states (:func:`nnkscope.capture.hidden_states`).  Finished layers are skipped.
+    """
     import pandas as pd
 
     keys = {"model": model_name, "epoch": int(epoch)}
-    names = _layer_names(model, layers)
-    index = {name: i + int(include_input) for i, name in enumerate(names)}
-    index["input"] = 0
-    todo = [name for name in names if not store.has("points", layer=name, **keys)]
     computed = {}
-    if todo or (include_input and not store.has("points", layer="input", **keys)):
-        acts = capture(model, X, todo, pooling=pooling) if todo else {}
-        ordered = ([("input", X)] if include_input else []) + [(n, acts[n]) for n in todo]
-        for name, H in ordered:
-            if store.has("points", layer=name, **keys):
-                continue
-            H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
-            df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
-                                        progress=progress)
-            stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
-            summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
-            summary["separation_fuzziness"] = separation_fuzziness(stats)
-            summary["label_variation"] = label_variation(H, y, k=min(10, len(H) - 1))
-            summary["layer_index"] = index[name]
-            store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
-            store.write("points", df, layer=name, **keys)
-            computed[name] = summary
+    for index, (name, H) in enumerate(features.items()):
+        if store.has("points", layer=name, **keys):
+            continue
+        H = H() if callable(H) else H
+        H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
+        df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
+                                    progress=progress)
+        stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
+        summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
+        summary["separation_fuzziness"] = separation_fuzziness(stats)
+        summary["label_variation"] = label_variation(H, y, k=min(10, len(H) - 1))
+        summary["layer_index"] = index
+        store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
+        store.write("points", df, layer=name, **keys)
+        computed[name] = summary
     _write_fit(store, keys)
     return computed
 

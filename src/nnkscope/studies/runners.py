@@ -32,7 +32,16 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
     from .layerwise import TrainingCallback
 
     data = load_data(cfg["data"])
-    Xe, ye = _eval_subset(data, cfg["eval_per_class"], cfg["seed"])
+    if cfg["eval_on"] not in ("test", "train"):
+        from ..errors import InvalidParameterError
+
+        raise InvalidParameterError(f"eval_on must be 'test' or 'train'; got {cfg['eval_on']!r}")
+    if cfg["eval_on"] == "train":  # e.g. label variation of the training set (R11)
+        idx = per_class_subset(data.y_train, min(cfg["eval_per_class"], int(np.bincount(data.y_train).min())),
+                               seed=cfg["seed"])
+        Xe, ye = data.X_train[idx], data.y_train[idx]
+    else:
+        Xe, ye = _eval_subset(data, cfg["eval_per_class"], cfg["seed"])
     name = cfg["model"]["kind"]
     if store.has("train_history", model=name) and all(
             store.has("points", layer="input", model=name, epoch=int(e)) for e in epochs):
@@ -51,9 +60,33 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
     return store.read("layers")
 
 
+def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
+    """The packaged MiniLM encoder (pretrained, no training) on offline topic-labelled sentences."""
+    from ..capture import hidden_states
+    from ..datasets import topic_sentences
+    from ..models import load_minilm
+    from .layerwise import measure_layers
+
+    if cfg["data"]["name"] != "sentences":
+        from ..errors import InvalidParameterError
+
+        raise InvalidParameterError("model kind 'minilm' reads text: set data.name to 'sentences'")
+    texts, y, _ = topic_sentences(cfg["eval_per_class"], seed=cfg["data"]["seed"])
+    if all(store.has("points", layer=f"layer{i}", model="minilm", epoch=0) for i in range(1, 7)):
+        return
+    bert, tokenizer, _ = load_minilm()
+    measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
+                   progress=progress)
+
+
 def run_layerwise(cfg: dict, store: RunStore, progress=None):
-    """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one)."""
-    layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress)
+    """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one).  With model kind
+    ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0)."""
+    if cfg["model"]["kind"] == "minilm":
+        _measure_minilm(cfg, store, progress)
+        layers = store.read("layers")
+    else:
+        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
 
@@ -129,16 +162,13 @@ def run_invariance(cfg: dict, store: RunStore, progress=None):
             keys = {"augment": bool(augment), "seed": int(seed)}
             if store.has("invariance", **keys):
                 continue
-            Xtr = data.X_train
-            if augment:  # every training image under a seeded random angle of the grid, plus the originals
+            hooks = {}
+            if augment:  # each draw of a training image: a fresh seeded random angle of the grid (0 included)
                 r = np.random.default_rng(seed)
-                pick = r.integers(len(angles), size=len(Xtr))
-                rotated = rotate_images(Xtr, side, angles)[np.arange(len(Xtr)), pick]
-                Xtr, ytr = np.concatenate([Xtr, rotated]), np.concatenate([data.y_train, data.y_train])
-            else:
-                ytr = data.y_train
+                grid = rotate_images(data.X_train, side, angles)
+                hooks["inputs"] = lambda idx, grid=grid, r=r: grid[idx, r.integers(len(angles), size=len(idx))]
             model = build_model(cfg["model"], data, seed)
-            train(model, Xtr, ytr, cfg["train"], seed)
+            train(model, data.X_train, data.y_train, cfg["train"], seed, **hooks)
             F = layer_features(model, rot_eval.reshape(-1, side * side), cfg["layer"]).reshape(n_eval, len(angles),
                                                                                               -1)
             diam, deg = augmentation_diameters(F[:, 0], F[:, 1:])
