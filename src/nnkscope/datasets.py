@@ -111,7 +111,7 @@ def rotate_images(X: np.ndarray, side: int, angles) -> np.ndarray:
     Examples
     --------
     >>> img = np.zeros((1, 9)); img[0, 1] = 1          # top-middle pixel of a 3x3 image
-    >>> rotate_images(img, 3, [0, 180])[0, 1].reshape(3, 3)[2, 1].round(6)
+    >>> float(rotate_images(img, 3, [0, 180])[0, 1].reshape(3, 3)[2, 1].round(6))   # bottom-middle after 180
     1.0
     """
     from scipy.ndimage import rotate

@@ -72,7 +72,8 @@ class _TorchIndex:
         self.torch, self.spec, self.cosine = torch, spec, space.cosine
         self.chunks = []
         for lo in range(0, len(space.Xs), spec.db_chunk):
-            x = torch.from_numpy(space.Xs[lo:lo + spec.db_chunk]).to(spec.device)
+            # a copy: the rows may be a read-only memory map, which torch refuses to wrap
+            x = torch.from_numpy(np.array(space.Xs[lo:lo + spec.db_chunk])).to(spec.device)
             self.chunks.append((lo, x, (x * x).sum(1)))
 
     def search(self, Q: np.ndarray, width: int):
