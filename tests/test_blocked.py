@@ -180,6 +180,12 @@ def test_dask_equals_local_and_survives_a_killed_worker(tmp_path, dask_client):
     _same(G, parts.to_graph())
     written = sorted(p.name for p in (tmp_path / "k" / "nnk").iterdir())
     assert written == [p.name for p in parts.parts]  # each block once, no temporary leftovers
+    # the metric passes on the cluster equal the in-process table
+    y = np.arange(len(X)) % 3
+    df = graph_metrics(parts, y, executor=dask_client)
+    ref, _ = point_metrics(X, y, k=15, kernel="gaussian", duplicates="error")
+    for c in ("diameter", "local_id", "curvature", "homogeneity", "loo_error_nnk"):
+        assert np.abs(ref[c].to_numpy(float) - df[c].to_numpy(float)).max() <= 1e-12, c
 
 
 def test_cli_local_cluster(tmp_path, capsys):

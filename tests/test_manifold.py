@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.linalg import subspace_angles
-from scipy.stats import ortho_group
 
 from nnkscope import nnk_graph
+from nnkscope.datasets import make_manifold
 from nnkscope.errors import InputShapeError, InvalidParameterError
 from nnkscope.labels import class_homogeneity, cross_class_fraction, dirichlet_energy, label_propagation
 from nnkscope.manifold import curvature, local_dimension, polytope_diameter, tangent_spaces
@@ -15,24 +15,16 @@ from nnkscope.metrics import point_metrics
 D_AMBIENT = 10
 
 
-def _embed(Y, seed):
-    Q = ortho_group.rvs(D_AMBIENT, random_state=seed)[: Y.shape[1]]
-    return Y @ Q
-
-
 def plane(m, n=1500, seed=0):
-    return _embed(np.random.default_rng(seed).random((n, m)), seed)
+    return make_manifold("plane", n, dim=m, ambient=D_AMBIENT, seed=seed)
 
 
 def sphere(dim, n, r=1.0, seed=0):
-    Y = np.random.default_rng(seed).normal(size=(n, dim + 1))
-    return _embed(r * Y / np.linalg.norm(Y, axis=1, keepdims=True), seed)
+    return make_manifold("sphere", n, dim=dim, radius=r, ambient=D_AMBIENT, seed=seed)
 
 
 def swiss_roll(n=1500, seed=0):
-    r = np.random.default_rng(seed)
-    t = 1.5 * np.pi * (1 + 2 * r.random(n))
-    return _embed(np.c_[t * np.cos(t), 21 * r.random(n), t * np.sin(t)], seed)
+    return make_manifold("swiss_roll", n, ambient=D_AMBIENT, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +66,7 @@ def test_sphere_curvature_ordering_at_fixed_density():
         G = nnk_graph(X, 30)
         kappa[r] = np.mean(curvature(X, G.candidates, G.theta, dim=2))
     side = np.sqrt(4 * np.pi)  # same density as the unit sphere: 1500 points on area 4 pi
-    flat = _embed(np.random.default_rng(3).random((1500, 2)) * side, 3)
+    flat = plane(2, seed=3) * side
     G = nnk_graph(flat, 30)
     kappa_flat = np.mean(curvature(flat, G.candidates, G.theta, dim=2))
     assert kappa[0.5] > kappa[1.0] > kappa[2.0] > 10 * kappa_flat

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from nnkscope.capture import capture  # noqa: E402
-from nnkscope.datasets import load_dataset, rotate_images, topic_sentences  # noqa: E402
+from nnkscope.datasets import load_dataset, make_manifold, rotate_images, topic_sentences  # noqa: E402
 from nnkscope.errors import InvalidParameterError  # noqa: E402
 from nnkscope.models import CNN1D, CNN2D, ChannelConvNet, predict, train_classifier  # noqa: E402
 
@@ -20,6 +20,10 @@ def test_offline_datasets():
     assert len(Xte) == 180 and shape == (8, 8)
     with pytest.raises(InvalidParameterError, match="dataset must be one of"):
         load_dataset("cifar")
+    with pytest.raises(InvalidParameterError, match="manifold must be one of"):
+        make_manifold("torus")
+    with pytest.raises(InvalidParameterError, match="too small"):
+        make_manifold("swiss_roll", ambient=2)
     texts, y, topics = topic_sentences(5, seed=3)
     assert len(texts) == 20 and texts == topic_sentences(5, seed=3)[0] and len(set(texts)) > 10
 

@@ -11,9 +11,10 @@ import numpy as np
 from .errors import InvalidParameterError
 
 __all__ = ["load_digits", "digits_split", "load_mnist1d", "load_mnist", "load_dataset", "per_class_subset",
-           "rotate_images", "topic_sentences", "DATASETS"]
+           "rotate_images", "topic_sentences", "make_manifold", "DATASETS", "MANIFOLDS"]
 
 DATASETS = ("digits", "mnist1d", "mnist")
+MANIFOLDS = ("plane", "sphere", "swiss_roll")
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -156,3 +157,35 @@ def topic_sentences(n_per_class: int = 50, seed: int = 0) -> tuple[list[str], np
             texts.append(f"{pick(_SUBJECTS)} {pick(_VERBS)} {pick(objects)} {pick(_FILLERS)}.")
             labels.append(c)
     return texts, np.asarray(labels, np.int64), list(_TOPICS)
+
+
+def make_manifold(name: str, n: int = 1500, *, dim: int = 2, ambient: int = 10, radius: float = 1.0,
+                  seed: int = 0) -> np.ndarray:
+    """Points on a manifold of known intrinsic dimension, rotated into ``R^ambient`` by a seeded random rotation.
+
+    ``"plane"``: uniform in the unit cube ``[0, 1]^dim``; ``"sphere"``: uniform on the ``dim``-sphere of
+    ``radius`` (``dim + 1`` coordinates); ``"swiss_roll"``: the classic 2-D roll (3 coordinates).  The ground truth
+    for manifold metrics (intrinsic dimension ``dim``, or 2 for the roll; curvature ``1 / radius^2`` up to scale).
+
+    Examples
+    --------
+    >>> X = make_manifold("sphere", 100, dim=2, ambient=5)
+    >>> X.shape, bool(np.allclose(np.linalg.norm(X, axis=1), 1.0))
+    ((100, 5), True)
+    """
+    from scipy.stats import ortho_group
+
+    r = np.random.default_rng(seed)
+    if name == "plane":
+        Y = r.random((n, dim))
+    elif name == "sphere":
+        Y = r.normal(size=(n, dim + 1))
+        Y = radius * Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    elif name == "swiss_roll":
+        t = 1.5 * np.pi * (1 + 2 * r.random(n))
+        Y = np.c_[t * np.cos(t), 21 * r.random(n), t * np.sin(t)]
+    else:
+        raise InvalidParameterError(f"manifold must be one of {MANIFOLDS}; got {name!r}")
+    if Y.shape[1] > ambient:
+        raise InvalidParameterError(f"a {name} needs {Y.shape[1]} coordinates; ambient={ambient} is too small")
+    return Y @ ortho_group.rvs(ambient, random_state=seed)[: Y.shape[1]]

@@ -158,15 +158,18 @@ def train_classifier(model, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_
                      optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
                      milestones: Sequence[int] = (), gamma: float = 0.1, seed: int = 0,
                      callback: Callable | None = None, after_step: Callable | None = None,
-                     inputs: Callable | None = None) -> list[dict]:
+                     inputs: Callable | None = None, progress: bool | None = None) -> list[dict]:
     """Cross-entropy training on CPU, seeded; returns per-epoch ``{"epoch", "loss", "train_error"}``.
 
     ``callback(epoch, model)`` runs after every epoch (model in eval mode during the call); if it returns ``True``
     training stops there (early stopping).  ``after_step(model)`` runs after every optimiser step (e.g. to hold
     frozen weights: with Adam a zero gradient still moves weights through the moment estimates).
     ``inputs(indices)`` returns the inputs of a batch from its sample indices (default ``X[indices]``): on-the-fly
-    augmentation, e.g. a fresh random transformation each time a sample is drawn.
+    augmentation, e.g. a fresh random transformation each time a sample is drawn.  ``progress``: a bar over the
+    epochs (default: when stderr is a terminal).
     """
+    from ._runtime import progress_bar
+
     torch = require_torch()
     torch.manual_seed(seed)
     Xt = torch.as_tensor(np.asarray(X, np.float32))
@@ -182,29 +185,35 @@ def train_classifier(model, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_
     gen = torch.Generator().manual_seed(seed)
     loss_fn = torch.nn.CrossEntropyLoss()
     history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        perm = torch.randperm(len(Xt), generator=gen)
-        total = 0.0
-        for lo in range(0, len(Xt), batch_size):
-            idx = perm[lo:lo + batch_size]
-            if len(idx) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
-                continue  # BatchNorm cannot normalise a batch of one
-            opt.zero_grad()
-            xb = Xt[idx] if inputs is None else torch.as_tensor(np.asarray(inputs(idx.numpy()), np.float32))
-            loss = loss_fn(model(xb), yt[idx])
-            loss.backward()
-            opt.step()
-            if after_step is not None:
-                after_step(model)
-            total += loss.item() * len(idx)
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            err = float((model(Xt).argmax(1) != yt).float().mean())
-        history.append({"epoch": epoch, "loss": total / len(Xt), "train_error": err})
-        if callback is not None and callback(epoch, model) is True:
-            break
+    bar = progress_bar(epochs, "training", progress, unit="epochs")
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            perm = torch.randperm(len(Xt), generator=gen)
+            total = 0.0
+            for lo in range(0, len(Xt), batch_size):
+                idx = perm[lo:lo + batch_size]
+                if len(idx) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
+                    continue  # BatchNorm cannot normalise a batch of one
+                opt.zero_grad()
+                xb = Xt[idx] if inputs is None else torch.as_tensor(np.asarray(inputs(idx.numpy()), np.float32))
+                loss = loss_fn(model(xb), yt[idx])
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step(model)
+                total += loss.item() * len(idx)
+            sched.step()
+            model.eval()
+            with torch.no_grad():
+                err = float((model(Xt).argmax(1) != yt).float().mean())
+            history.append({"epoch": epoch, "loss": total / len(Xt), "train_error": err})
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3g}", train_error=f"{err:.3f}")
+            if callback is not None and callback(epoch, model) is True:
+                break
+    finally:
+        bar.close()
     return history
 
 
