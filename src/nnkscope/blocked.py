@@ -391,8 +391,10 @@ def build_graph(source, out_dir, k: int = 30, *, kernel: str = "gaussian", sigma
     out_dir : folder for the parts (shared storage on a cluster); a finished or interrupted run there resumes.
     k, kernel, sigma, solver, tau, tol, duplicates, symmetrize : as in :func:`~nnkscope.nnk_graph`.
     knn : "exact" or "hnsw" (or an :class:`ExactSearch` / :class:`HNSWSearch`): HNSW builds one index per shard.
-    block_size : query rows per task; shard_size : database rows searched at a time.  A task's memory is about
-        ``(block_size + shard_size) * d * 12`` bytes plus ``block_size * k * 40`` for its results.
+    block_size : query rows per task; shard_size : database rows searched at a time.  A task holds about
+        ``(block_size + shard_size) * d * 12`` bytes of rows (the read rows and faiss's float32 copy), up to
+        ``min(N, block_size * k) * d * 8`` for the solve's gathered candidate rows, and ``block_size * k * 60``
+        for windows and results (``docs/scaling.md``).
     executor : None (in this process), a ``concurrent.futures.Executor`` or a Dask ``distributed.Client``.
     threads_per_task : faiss/numba/BLAS threads inside each task.
 

@@ -266,6 +266,7 @@ def _nnk_graph_blocked(X, k, kern, solver, symmetrize, tau, tol, knn, duplicates
                       executor, work_dir) -> NNKGraph:
     import tempfile
 
+    from ._runtime import resolve_n_jobs
     from .blocked import build_graph
 
     if isinstance(knn, Neighbors):
@@ -276,7 +277,8 @@ def _nnk_graph_blocked(X, k, kern, solver, symmetrize, tau, tol, knn, duplicates
         parts = build_graph(Path(tmp) / "X.npy", Path(tmp) / "graph", k, kernel=kern.name, sigma=kern.sigma,
                             solver=solver, tau=tau, tol=tol, knn=knn, duplicates=duplicates, symmetrize=symmetrize,
                             block_size=block_size, shard_size=max(block_size, 65536), executor=executor,
-                            threads_per_task=n_jobs or 1, progress=progress)
+                            threads_per_task=1 if n_jobs is None else resolve_n_jobs(n_jobs),
+                            progress=progress)
         return parts.to_graph()
 
 

@@ -17,7 +17,8 @@ __all__ = ["write_report"]
 
 LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
                  ("separation_fuzziness", "separation fuzziness D (log)", True), ("nc1", "NC1 (log)", True),
-                 ("homogeneous_fraction_H", "homogeneous nodes H", False), ("mean_diameter", "mean diameter", False)]
+                 ("homogeneous_fraction_H", "homogeneous nodes H", False), ("mean_diameter", "mean diameter", False),
+                 ("label_variation", "label variation (10-NN graph)", False)]
 
 
 def _png(fig) -> str:

@@ -24,6 +24,8 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
 
     Pairs already in the store are skipped (resume).  Returns the table.
     """
+    import pandas as pd
+
     keys = list(features)
     graphs = {}
     for a, b in combinations(keys, 2):
@@ -35,7 +37,5 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
         row = compare_graphs(graphs[a], graphs[b], seed=seed)
         row["linear_cka"] = linear_cka(features[a], features[b])
         row["a_dim"], row["b_dim"] = int(np.shape(features[a])[1]), int(np.shape(features[b])[1])
-        import pandas as pd
-
         store.write("compare", pd.DataFrame([row]), a_model=a[0], a_layer=a[1], b_model=b[0], b_layer=b[1])
     return store.read("compare")
