@@ -9,6 +9,7 @@ run folder).  Errors of nnkscope's own kinds print one line and exit with status
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -36,6 +37,11 @@ def _add_graph_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads (default: all available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("-o", "--output", required=True, help="output graph: .npz or .parquet")
+    _add_blocked_args(p)
+    p.set_defaults(func=_cmd_graph)
+
+
+def _add_blocked_args(p) -> None:
     g = p.add_argument_group("blocked / distributed run (input read from disk block by block: .npy or zarr)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--local-cluster", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
@@ -45,7 +51,10 @@ def _add_graph_parser(sub) -> None:
     g.add_argument("--shard-size", type=int, default=65536, help="database rows searched at a time")
     g.add_argument("--parts-dir", help="folder for the Parquet parts (default: a temporary folder); a run "
                                        "interrupted there resumes")
-    p.set_defaults(func=_cmd_graph)
+
+
+def _is_blocked(args) -> bool:
+    return bool(args.local_cluster or args.scheduler or args.blocked)
 
 
 def _cmd_graph(args) -> int:
@@ -60,8 +69,9 @@ def _cmd_graph(args) -> int:
     settings = dict(kernel=args.kernel, sigma=args.sigma, solver=args.solver, symmetrize=args.rule, tau=args.tau,
                     knn=knn, duplicates=args.duplicates, progress=False if args.no_progress else None)
     t0 = time.perf_counter()
-    if args.local_cluster or args.scheduler or args.blocked:
-        G = _blocked_graph(args, settings)
+    if _is_blocked(args):
+        with _blocked_session(args) as (parts_dir, client):
+            G = _blocked_parts(args, parts_dir, client, settings).to_graph()
     else:
         G = nnk_graph(load_embeddings(args.embeddings, key=args.key), args.k, n_jobs=args.threads, **settings)
     elapsed = time.perf_counter() - t0
@@ -80,12 +90,11 @@ def _cmd_graph(args) -> int:
     return 0
 
 
-def _blocked_graph(args, settings: dict):
-    """The graph built block by block from the file on disk, on Dask when asked (the file is never loaded whole)."""
-    import contextlib
+@contextlib.contextmanager
+def _blocked_session(args):
+    """``(parts folder, Dask client or None)`` for a blocked run; a LocalCluster or connection closes on exit."""
     import tempfile
 
-    from .blocked import RowSource, build_graph
     from .executor import connect, local_cluster
 
     with contextlib.ExitStack() as stack:
@@ -95,10 +104,15 @@ def _blocked_graph(args, settings: dict):
             client = stack.enter_context(local_cluster(args.local_cluster, threads_per_worker=args.threads or 1))
         elif args.scheduler:
             client = stack.enter_context(connect(args.scheduler))
-        parts = build_graph(RowSource(args.embeddings, args.key), parts_dir, args.k, block_size=args.block_size,
-                            shard_size=args.shard_size, executor=client, threads_per_task=args.threads or 1,
-                            **settings)
-        return parts.to_graph()
+        yield parts_dir, client
+
+
+def _blocked_parts(args, parts_dir, client, settings: dict):
+    """The graph built block by block from the file on disk (never loaded whole)."""
+    from .blocked import RowSource, build_graph
+
+    return build_graph(RowSource(args.embeddings, args.key), parts_dir, args.k, block_size=args.block_size,
+                       shard_size=args.shard_size, executor=client, threads_per_task=args.threads or 1, **settings)
 
 
 def _load_labels(path: str, n: int):
@@ -219,6 +233,7 @@ def _add_metrics_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="output table (.parquet or .csv)")
+    _add_blocked_args(p)
     p.set_defaults(func=_cmd_metrics)
 
 
@@ -226,11 +241,26 @@ def _cmd_metrics(args) -> int:
     from .io import atomic_path, load_embeddings
     from .metrics import point_metrics
 
-    X = load_embeddings(args.embeddings, key=args.key)
-    y = _load_labels(args.labels, len(X)) if args.labels else None
-    df, summary = point_metrics(X, y, args.k, kernel=args.kernel, sigma=args.sigma, energy=args.energy,
-                                duplicates=args.duplicates, n_jobs=args.threads,
-                                progress=False if args.no_progress else None)
+    progress = False if args.no_progress else None
+    if _is_blocked(args):
+        from .blocked import RowSource, graph_metrics
+
+        n = RowSource(args.embeddings, args.key).shape[0]
+        y = _load_labels(args.labels, n) if args.labels else None
+        with _blocked_session(args) as (parts_dir, client):
+            parts = _blocked_parts(args, parts_dir, client, dict(kernel=args.kernel, sigma=args.sigma,
+                                                                 duplicates=args.duplicates, progress=progress))
+            df = graph_metrics(parts, y, energy=args.energy, executor=client, progress=progress)
+        summary = {"n": len(df), "k": args.k, "kernel": args.kernel, "curvature_dim": df.attrs["curvature_dim"],
+                   **{f"mean_{c}": float(df[c].mean()) for c in ("nnk_degree", "interpolation_error", "diameter",
+                                                                  "local_id", "curvature")}}
+        if y is not None:
+            summary["loo_error_nnk"] = float(df["loo_error_nnk"].mean())
+    else:
+        X = load_embeddings(args.embeddings, key=args.key)
+        y = _load_labels(args.labels, len(X)) if args.labels else None
+        df, summary = point_metrics(X, y, args.k, kernel=args.kernel, sigma=args.sigma, energy=args.energy,
+                                    duplicates=args.duplicates, n_jobs=args.threads, progress=progress)
     with atomic_path(args.output) as tmp:
         if args.output.endswith(".csv"):
             df.to_csv(tmp, index=False)
