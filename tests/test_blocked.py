@@ -81,6 +81,16 @@ def test_hnsw_shards_recall(tmp_path):
     assert abs(G.params["knn"]["recall"] - overlap) < 0.05  # the sampled recall estimates the true one
 
 
+def test_ivf_shards(tmp_path):
+    from nnkscope import IVFSearch
+
+    np.save(tmp_path / "x.npy", X)
+    parts = build_graph(tmp_path / "x.npy", tmp_path / "g", 15, knn=IVFSearch(nlist=8, nprobe=8, recall_sample=900),
+                        block_size=300, shard_size=450)
+    assert parts.params["knn"]["recall"] == 1.0  # every cell of every shard probed: exhaustive, hence exact
+    _same(nnk_graph(X, 15), parts.to_graph())
+
+
 def test_metrics_equal_point_metrics(tmp_path):
     y = np.arange(len(X)) % 4
     np.save(tmp_path / "x.npy", X)

@@ -5,7 +5,7 @@ import pytest
 from conftest import clustered
 from oracles import brute_knn
 
-from nnkscope import ExactSearch, HNSWSearch, knn
+from nnkscope import ExactSearch, HNSWSearch, IVFSearch, knn
 from nnkscope.errors import DuplicatePointsError, TooFewPointsError
 
 
@@ -88,6 +88,32 @@ def test_hnsw_recall_is_reported_and_correct():
     # candidates are still sorted by exact distance with self excluded
     assert (np.diff(approx.distances, axis=1) >= 0).all()
     assert not (approx.indices == np.arange(len(X))[:, None]).any()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_ivf_recall_is_measured_and_grows_with_nprobe(metric):
+    X = clustered(3000, 32, seed=3)
+    exact = knn(X, 15, metric=metric)
+    recalls = []
+    for nprobe in (1, 4, 64):
+        approx = knn(X, 15, metric=metric, method=IVFSearch(nlist=64, nprobe=nprobe, recall_sample=3000))
+        true = np.mean([np.intersect1d(a, b).size for a, b in zip(approx.indices, exact.indices, strict=True)]) / 15
+        assert approx.recall == pytest.approx(true, abs=1e-12)  # sample = every row
+        assert (np.diff(approx.distances, axis=1) >= 0).all() and (approx.indices >= 0).all()
+        recalls.append(true)
+    assert recalls[0] < recalls[1] < recalls[2] == 1.0  # all 64 cells probed: exhaustive
+
+
+def test_ivf_rows_whose_cells_run_out_fall_back_to_exact():
+    # 10 tight clusters of 40 points, one cell each: a query probing its own cell finds 39 others, fewer than k=45
+    r = np.random.default_rng(0)
+    X = np.repeat(r.normal(scale=50, size=(10, 8)), 40, axis=0) + r.normal(size=(400, 8))
+    got = knn(X, 45, method=IVFSearch(nlist=10, nprobe=1, train_size=400, recall_sample=400))
+    assert (got.indices >= 0).all() and (np.diff(got.distances, axis=1) >= 0).all()
+    assert not (got.indices == np.arange(400)[:, None]).any()
+    exact = knn(X, 45)
+    true = np.mean([np.intersect1d(a, b).size for a, b in zip(got.indices, exact.indices, strict=True)]) / 45
+    assert got.recall == pytest.approx(true, abs=1e-12) and true > 0.9
 
 
 def test_hnsw_effort_raises_recall_on_hard_data():

@@ -35,10 +35,8 @@ from .executor import as_executor
 from .io import atomic_path
 from .kernels import Kernel, make_kernel, sigma_from_kth_distance
 from .neighbors import (
+    APPROXIMATE,
     COSINE_DUP_EPS,
-    ExactSearch,
-    HNSWSearch,
-    _build_hnsw,
     _resolve_method,
     _settle,
     _Space,
@@ -162,7 +160,7 @@ class _Plan:
     k: int
     kernel: str
     metric: str
-    method: ExactSearch | HNSWSearch
+    method: object  # ExactSearch, HNSWSearch, IVFSearch or TorchSearch
     duplicates: str
     solver: str
     tau: float
@@ -201,7 +199,7 @@ class _Plan:
 
 
 def _index_task(plan: _Plan, s: int) -> int:
-    """Build and save the HNSW index of database shard ``s``."""
+    """Build and save the approximate (HNSW or IVF) index of database shard ``s``."""
     import faiss
 
     path = plan.index_path(s)
@@ -209,7 +207,7 @@ def _index_task(plan: _Plan, s: int) -> int:
         return s
     lo, hi = plan.shards[s]
     with thread_limit(plan.threads):
-        index = _build_hnsw(_Space.build(plan.source.read(lo, hi), plan.metric), plan.method)
+        index = plan.method.searcher(_Space.build(plan.source.read(lo, hi), plan.metric))
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
     return s
@@ -237,7 +235,7 @@ def _search_rows(plan: _Plan, Q: np.ndarray, nodes: np.ndarray, exact: bool = Fa
         space = _Space.build(plan.source.read(lo, hi), plan.metric)
         qspace = space.like(Q)
         searcher = None
-        if isinstance(plan.method, HNSWSearch) and not exact:
+        if isinstance(plan.method, APPROXIMATE) and not exact:
             searcher = _load_index(str(plan.index_path(s)))  # built once per shard by _index_task
         elif not exact:
             searcher = plan.method.searcher(space)  # None for ExactSearch; device rows for TorchSearch
@@ -390,7 +388,8 @@ def build_graph(source, out_dir, k: int = 30, *, kernel: str = "gaussian", sigma
     source : path of a ``.npy`` file or zarr array (or a :class:`RowSource`), readable by every worker.
     out_dir : folder for the parts (shared storage on a cluster); a finished or interrupted run there resumes.
     k, kernel, sigma, solver, tau, tol, duplicates, symmetrize : as in :func:`~nnkscope.nnk_graph`.
-    knn : "exact" or "hnsw" (or an :class:`ExactSearch` / :class:`HNSWSearch`): HNSW builds one index per shard.
+    knn : "exact", "hnsw" or "ivf" (or an :class:`ExactSearch` / :class:`HNSWSearch` / :class:`IVFSearch` /
+        :class:`~nnkscope.gpu.TorchSearch`): the approximate ones build one index per shard, saved for the tasks.
     block_size : query rows per task; shard_size : database rows searched at a time.  A task holds about
         ``(block_size + shard_size) * d * 12`` bytes of rows (the read rows and faiss's float32 copy), up to
         ``min(N, block_size * k) * d * 8`` for the solve's gathered candidate rows, and ``block_size * k * 60``
@@ -436,14 +435,14 @@ def build_graph(source, out_dir, k: int = 30, *, kernel: str = "gaussian", sigma
     ex = as_executor(executor)
     nb, t0 = len(plan.blocks), time.perf_counter()
     recall = None
-    if isinstance(method, HNSWSearch):
+    if isinstance(method, APPROXIMATE):
         _run(ex, _index_task, [(plan, s) for s in range(len(plan.shards))], "HNSW shards", progress)
     found = _run(ex, _knn_task, [(plan, b) for b in range(nb)], "kNN blocks", progress)
     n_dup = sum(r["n_dup"] for r in found)
     if duplicates == "error" and n_dup:
         first = next(r["first_dup"] for r in found if r["n_dup"])
         raise duplicate_error(n_dup, *first)
-    if isinstance(method, HNSWSearch):
+    if isinstance(method, APPROXIMATE):
         rng = np.random.default_rng(method.seed)
         sample = np.sort(rng.choice(n, size=min(method.recall_sample, n), replace=False)).astype(np.int64)
         recall = _run(ex, _recall_task, [(plan, sample)], "recall check", progress)[0]

@@ -27,7 +27,10 @@ def _add_graph_parser(sub) -> None:
     p.add_argument("--tau", type=float, default=1e-6, help="weight threshold (default 1e-6)")
     p.add_argument("--rule", choices=["max", "min", "mean", "reference"], default="max",
                    help="symmetrisation rule stored with the graph and used in the summary")
-    p.add_argument("--knn", choices=["exact", "hnsw"], default="exact", help="candidate search")
+    p.add_argument("--knn", choices=["exact", "hnsw", "ivf", "gpu"], default="exact",
+                   help="candidate search (gpu: torch windows on a CUDA device, exact results)")
+    p.add_argument("--nlist", type=int, default=1024, help="IVF cells")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query")
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef-search", type=int, default=128)
@@ -60,12 +63,14 @@ def _is_blocked(args) -> bool:
 def _cmd_graph(args) -> int:
     from .graph import nnk_graph
     from .io import load_embeddings
-    from .neighbors import HNSWSearch
+    from .neighbors import HNSWSearch, IVFSearch
 
-    knn = "exact"
+    knn = args.knn
     if args.knn == "hnsw":
         knn = HNSWSearch(M=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
                          recall_sample=args.recall_sample)
+    elif args.knn == "ivf":
+        knn = IVFSearch(nlist=args.nlist, nprobe=args.nprobe, recall_sample=args.recall_sample)
     settings = dict(kernel=args.kernel, sigma=args.sigma, solver=args.solver, symmetrize=args.rule, tau=args.tau,
                     knn=knn, duplicates=args.duplicates, progress=False if args.no_progress else None)
     t0 = time.perf_counter()

@@ -187,8 +187,8 @@ def _resolve_neighbors(X, k, kernel: Kernel, knn, duplicates, n_jobs, progress) 
         _resolve_method(knn)
     except InvalidParameterError:
         raise InvalidParameterError(
-            f"knn must be 'exact', 'hnsw', 'gpu', ExactSearch(...), HNSWSearch(...), nnkscope.gpu.TorchSearch(...) "
-            f"or a precomputed Neighbors result; got {knn!r}") from None
+            f"knn must be 'exact', 'hnsw', 'ivf', 'gpu', ExactSearch(...), HNSWSearch(...), IVFSearch(...), "
+            f"nnkscope.gpu.TorchSearch(...) or a precomputed Neighbors result; got {knn!r}") from None
     return knn_search(X, k, metric=metric, method=knn, duplicates=duplicates, n_jobs=n_jobs, progress=progress)
 
 

@@ -23,7 +23,7 @@ from ._runtime import progress_bar, thread_limit
 from ._validate import as_points, check_choice, check_k, check_no_zero_rows
 from .errors import DuplicatePointsError, InputShapeError, InvalidParameterError, TooFewPointsError
 
-__all__ = ["ExactSearch", "HNSWSearch", "Neighbors", "knn", "METRICS"]
+__all__ = ["ExactSearch", "HNSWSearch", "IVFSearch", "Neighbors", "knn", "METRICS", "APPROXIMATE"]
 
 METRICS = ("euclidean", "cosine")
 COSINE_DUP_EPS = 1e-12  # cosine distance below which two rows point in the same direction (rounding of 1 - cos)
@@ -66,6 +66,30 @@ class HNSWSearch:
         return _build_hnsw(space, self)
 
 
+@dataclass(frozen=True)
+class IVFSearch:
+    """Approximate search with a faiss inverted-file index (``IndexIVFFlat``).
+
+    ``nlist`` k-means cells (capped at N / 39, faiss's minimum of training points per cell) are trained on a seeded
+    sample of ``train_size`` rows; each query searches its ``nprobe`` nearest cells.  A row whose probed cells hold
+    fewer points than its window falls back to exact search, so every row gets k valid candidates.  ``recall`` is
+    measured on ``recall_sample`` seeded queries against exact search, as for HNSW.
+    """
+
+    nlist: int = 1024
+    nprobe: int = 16
+    train_size: int = 65536
+    recall_sample: int = 1000
+    seed: int = 0
+    block_size: int = 16384
+    margin: int = 8
+
+    name = "ivf"
+
+    def searcher(self, space):
+        return _build_ivf(space, self)
+
+
 @dataclass
 class Neighbors:
     """Result of :func:`knn`: candidate indices sorted by (exact distance, index), self excluded.
@@ -99,14 +123,18 @@ def _resolve_method(method):
         return ExactSearch()
     if method == "hnsw":
         return HNSWSearch()
+    if isinstance(method, IVFSearch):
+        return method
+    if method == "ivf":
+        return IVFSearch()
     from .gpu import TorchSearch
 
     if method == "gpu":
         return TorchSearch("cuda")
     if isinstance(method, TorchSearch):
         return method
-    raise InvalidParameterError(f"method must be 'exact', 'hnsw', 'gpu', ExactSearch(...), HNSWSearch(...) or "
-                                f"nnkscope.gpu.TorchSearch(...); got {method!r}")
+    raise InvalidParameterError(f"method must be 'exact', 'hnsw', 'ivf', 'gpu', ExactSearch(...), HNSWSearch(...), "
+                                f"IVFSearch(...) or nnkscope.gpu.TorchSearch(...); got {method!r}")
 
 
 @nb.njit(cache=True)
@@ -213,6 +241,9 @@ class _Space:
             if hasattr(searcher, "hnsw"):
                 searcher.hnsw.efSearch = max(searcher.hnsw.efSearch, width)
             _, idx = searcher.search(queries.Xs[rows], width)
+            short = (idx < 0).any(axis=1) & (width < len(self.Xs))  # IVF: the probed cells ran out of points
+            if short.any():
+                _, idx[short] = faiss.knn(queries.Xs[rows[short]], self.Xs, width, metric=self.faiss_metric)
         return np.ascontiguousarray(idx, dtype=np.int64)
 
 
@@ -302,7 +333,7 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
                 rows = np.arange(lo, min(nq, lo + spec.block_size), dtype=np.int64)
                 _settle(space, qspace, in_sample, searcher, rows, k, k + 1 + spec.margin, drop, idx, dist, has_dup)
                 bar.update(rows.size)
-        if isinstance(spec, HNSWSearch):
+        if isinstance(spec, APPROXIMATE):
             recall = _sampled_recall(space, qspace, in_sample, idx, k, spec, drop)
             params["recall_sample"] = min(spec.recall_sample, nq)
     n_dup = int(has_dup.sum())
@@ -334,6 +365,25 @@ def _build_hnsw(space: _Space, spec: HNSWSearch):
     return index
 
 
+def _build_ivf(space: _Space, spec: IVFSearch):
+    import faiss
+
+    for name in ("nlist", "nprobe", "train_size", "recall_sample", "block_size"):
+        if not isinstance(getattr(spec, name), int) or getattr(spec, name) <= 0:
+            raise InvalidParameterError(f"IVFSearch.{name} must be a positive integer; got {getattr(spec, name)!r}")
+    n, d = space.Xs.shape
+    nlist = max(1, min(spec.nlist, n // 39))
+    quantizer = faiss.IndexFlatIP(d) if space.cosine else faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, space.faiss_metric)
+    rng = np.random.default_rng(spec.seed)
+    train = space.Xs[np.sort(rng.choice(n, size=min(n, max(spec.train_size, 39 * nlist)), replace=False))]
+    index.cp.seed = spec.seed
+    index.train(np.ascontiguousarray(train))
+    index.add(space.Xs)
+    index.nprobe = min(spec.nprobe, nlist)
+    return index
+
+
 def _sampled_recall(space: _Space, qspace: _Space, in_sample: bool, approx_idx, k, spec, drop_dup) -> float:
     """Mean |approx ∩ exact| / k over a seeded sample of queries."""
     N = len(qspace.X)
@@ -345,3 +395,6 @@ def _sampled_recall(space: _Space, qspace: _Space, in_sample: bool, approx_idx, 
     _settle(space, qspace, in_sample, None, rows, k, k + 1 + spec.margin, drop_dup, ex_idx, ex_dist, has_dup)
     hits = [np.intersect1d(approx_idx[r], ex_idx[r], assume_unique=True).size for r in rows]
     return float(np.mean(hits)) / k
+
+
+APPROXIMATE = (HNSWSearch, IVFSearch)  # searches with an index whose recall is measured, not guaranteed
