@@ -5,6 +5,7 @@ import sys
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import clustered
 
@@ -107,6 +108,9 @@ def test_metrics_equal_point_metrics(tmp_path):
         else:
             assert (a == b).all(), c
     assert not (tmp_path / "g" / "tangents").exists()
+    with pytest.raises(InvalidParameterError, match="other labels or settings"):
+        graph_metrics(parts, (y + 1) % 4 * (np.arange(len(y)) % 2))  # other labels: never reuse stale parts
+    pd.testing.assert_frame_equal(graph_metrics(parts, y), df)  # same labels: resumed from the parts
 
 
 def test_resume_skips_finished_parts(tmp_path):

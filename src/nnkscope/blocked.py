@@ -17,6 +17,7 @@ re-run after a worker dies (Dask does that by itself) or an interrupted run star
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -534,6 +535,20 @@ def _curvature_task(plan: _Plan, b: int) -> int:
     return b
 
 
+def _metrics_manifest(plan: _Plan, settings: dict) -> None:
+    """Metric parts are reused on resume only for the same labels and settings."""
+    path = Path(plan.out) / "metrics_manifest.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != settings:
+            raise InvalidParameterError(
+                f"{plan.out} holds metric parts computed with other labels or settings ({old}); delete "
+                f"{plan.out}/metrics*, {plan.out}/metrics_manifest.json to recompute, or build into a new folder")
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings))
+
+
 def graph_metrics(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_dim: int | None = None,
                   normalize: bool | None = None, executor=None, progress: bool | None = None):
     """Per-point metrics of a blocked graph, written as ``metrics/part-*.parquet``; returns the DataFrame.
@@ -562,9 +577,10 @@ def graph_metrics(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_d
     norm = (plan.kernel == "cosine") if normalize is None else normalize
     opts = {"energy": float(energy), "normalize": norm, "labels": None, "sigma": parts.params.get("sigma"),
             "n_classes": 0}
-    classes = None
-    if y is not None:
-        classes, codes = _encode_labels(y, plan.n)
+    classes, codes = (None, None) if y is None else _encode_labels(y, plan.n)
+    _metrics_manifest(plan, {"energy": float(energy), "normalize": bool(norm), "curvature_dim": curvature_dim,
+                             "labels_sha1": None if codes is None else hashlib.sha1(codes.tobytes()).hexdigest()})
+    if codes is not None:
         labels_path = Path(plan.out) / "labels.npy"
         with atomic_path(labels_path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, codes.astype(np.int64))
