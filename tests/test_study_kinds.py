@@ -72,6 +72,7 @@ def test_channelwise_arms_on_mnist1d(tmp_path):
     assert ((t.test_accuracy >= 0) & (t.test_accuracy <= 1)).all()
     cw = t[t.arm == "cw"].iloc[0]
     assert cw.epochs_trained <= 6 and len(cw.freeze_epochs.split(",")) == 3
+    assert "Channel-wise leave-one-out error" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_config_errors(tmp_path):

@@ -197,7 +197,19 @@ def _early_stopping_section(store: RunStore) -> dict:
     if "loo_error_nnk" not in t.columns:  # channel-wise arms: one row per (seed, arm)
         agg = t.groupby("arm").test_accuracy.mean()
         summary = ["Mean test accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in agg.items()) + "."]
-        return {"title": "Early stopping", "figures": [], "summary": summary, "table": _html_table(t)}
+        figs = []
+        if "channel_loo" in store.tables():  # each channel's own LOO error, and where it froze
+            h = store.read("channel_loo")
+            fig, axes = _grid(h.seed.nunique())
+            for ax, (seed, sub) in zip(axes, h.groupby("seed"), strict=False):
+                for c, ch in sub.groupby("channel"):
+                    line, = ax.plot(ch.epoch, ch.loo_error_nnk, lw=1, label=f"channel {c}")
+                    ax.plot(ch.epoch.iloc[-1], ch.loo_error_nnk.iloc[-1], "x", color=line.get_color())
+                ax.set(title=f"seed {seed} (x: last check, frozen or end)", xlabel="epoch", ylabel="NNK LOO error")
+                ax.grid(alpha=0.3)
+            axes[0].legend(fontsize=7)
+            figs.append(("Channel-wise leave-one-out error", _png(fig)))
+        return {"title": "Early stopping", "figures": figs, "summary": summary, "table": _html_table(t)}
     cols = [c for c in ("loo_error_nnk", "loo_error_wknn", "train_error", "test_error", "nnk_test_error")
             if c in t.columns]
     fig, axes = _grid(len(t.groupby(["arm", "seed"])))

@@ -23,6 +23,15 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
     """Compare every pair of ``features`` (``{(model, layer): (N, d) array}``, same N rows) into table ``compare``.
 
     Pairs already in the store are skipped (resume).  Returns the table.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> X = np.random.default_rng(0).normal(size=(150, 6))
+    >>> store = RunStore(tempfile.mkdtemp() + "/run")
+    >>> t = compare_features({("m", "a"): X, ("m", "b"): np.c_[X, np.zeros((150, 3))]}, store, k=10)
+    >>> float(t.jaccard[0]), int(t.a_dim[0]), int(t.b_dim[0])   # the same geometry in 9 dimensions
+    (1.0, 6, 9)
     """
     import pandas as pd
 

@@ -55,6 +55,16 @@ class DeepNNKMonitor:
 
     ``history`` holds one dict per check (epoch, NNK and weighted-kNN LOO errors, NNK degree); ``best_epoch`` the
     check with the lowest NNK LOO error, whose weights are restored on stopping when ``restore_best``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = np.r_[np.eye(2)[[0] * 6 + [1] * 6]] + 0.01 * np.arange(12)[:, None]; y = np.repeat([0, 1], 6)
+    >>> net = torch.nn.Linear(2, 2)
+    >>> feats = lambda m, X_: m(torch.as_tensor(X_, dtype=torch.float32)).detach().numpy()
+    >>> mon = DeepNNKMonitor(X, y, feats, k=3)
+    >>> mon(1, net), len(mon.history)
+    (False, 1)
     """
 
     def __init__(self, X, y, features: Callable, *, k: int = 25, every: int = 1, patience: int | None = None,
@@ -91,6 +101,17 @@ class ChannelwiseEarlyStopping:
     ``channel_features(model, X)`` returns one (N, m) array per channel (default ``model.channel_features(X)``);
     ``channel_module(model, c)`` the module holding channel c's weights (default ``model.channels[c]``).  Pass
     :meth:`after_step` to the trainer (``train_classifier(..., after_step=cb.after_step)``).
+
+    Examples
+    --------
+    >>> from nnkscope.models import ChannelConvNet, train_classifier
+    >>> from nnkscope.datasets import load_mnist1d
+    >>> Xtr, ytr, _, _ = load_mnist1d(num_samples=500)
+    >>> net = ChannelConvNet(40, 10, n_channels=2, width=4)
+    >>> cb = ChannelwiseEarlyStopping(Xtr, ytr, k=10, patience=1)
+    >>> hist = train_classifier(net, Xtr, ytr, epochs=3, callback=cb, after_step=cb.after_step)
+    >>> sorted({h["channel"] for h in cb.history})
+    [0, 1]
     """
 
     def __init__(self, X, y, *, k: int = 25, every: int = 1, patience: int = 20, channel_features=None,

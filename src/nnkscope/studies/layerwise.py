@@ -43,6 +43,18 @@ def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name
 
     This is what :func:`layerwise` runs on captured activations; use it directly for features from elsewhere, e.g.
     a transformer's hidden states (:func:`nnkscope.capture.hidden_states`).  Finished layers are skipped.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> r = np.random.default_rng(0); y = np.repeat([0, 1, 2], 40)
+    >>> feats = {"raw": r.normal(size=(120, 5)), "separated": np.eye(3)[y] * 5 + r.normal(size=(120, 3))}
+    >>> store = RunStore(tempfile.mkdtemp() + "/run")
+    >>> sorted(measure_layers(feats, y, store, k=8))
+    ['raw', 'separated']
+    >>> t = store.read("layers").set_index("layer")
+    >>> bool(t.loc["separated", "loo_error_nnk"] < t.loc["raw", "loo_error_nnk"])
+    True
     """
     import pandas as pd
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import per_class_subset
+from ..errors import InvalidParameterError
 from ..store import RunStore
 from .common import build_model, layer_features, load_data, train
 
@@ -33,8 +34,6 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
 
     data = load_data(cfg["data"])
     if cfg["eval_on"] not in ("test", "train"):
-        from ..errors import InvalidParameterError
-
         raise InvalidParameterError(f"eval_on must be 'test' or 'train'; got {cfg['eval_on']!r}")
     if cfg["eval_on"] == "train":  # e.g. label variation of the training set (R11)
         idx = per_class_subset(data.y_train, min(cfg["eval_per_class"], int(np.bincount(data.y_train).min())),
@@ -68,8 +67,6 @@ def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
     from .layerwise import measure_layers
 
     if cfg["data"]["name"] != "sentences":
-        from ..errors import InvalidParameterError
-
         raise InvalidParameterError("model kind 'minilm' reads text: set data.name to 'sentences'")
     texts, y, _ = topic_sentences(cfg["eval_per_class"], seed=cfg["data"]["seed"])
     if all(store.has("points", layer=f"layer{i}", model="minilm", epoch=0) for i in range(1, 7)):
@@ -190,8 +187,6 @@ def run_early_stopping(cfg: dict, store: RunStore, progress=None):
     ``fixed`` (``train.epochs`` epochs)."""
     runner = {"deepnnk": _deepnnk_arms, "cw-deepnnk": _cw_arms}.get(cfg["method"])
     if runner is None:
-        from ..errors import InvalidParameterError
-
         raise InvalidParameterError(f"method must be 'deepnnk' or 'cw-deepnnk'; got {cfg['method']!r}")
     data = load_data(cfg["data"])
     for seed in cfg["seeds"]:
@@ -211,8 +206,6 @@ def _deepnnk_arms(cfg, data, seed, arm, store):
     if arm == "regularised":
         mspec["dropout"], tspec["weight_decay"] = 0.3, 1e-4
     elif arm != "model":
-        from ..errors import InvalidParameterError
-
         raise InvalidParameterError(f"deepnnk arms are 'model' and 'regularised'; got {arm!r}")
     model = build_model(mspec, data, seed)
     checkpoints = set(cfg["checkpoints"]) or set(range(1, tspec["epochs"] + 1))
@@ -243,6 +236,7 @@ def _cw_arms(cfg, data, seed, arm, store):
         cb = ChannelwiseEarlyStopping(data.X_train, data.y_train, k=cfg["k"], every=cfg["every"],
                                       patience=cfg["patience"])
         hist = train(model, data.X_train, data.y_train, cfg["train"], seed, callback=cb, after_step=cb.after_step)
+        store.write("channel_loo", pd.DataFrame(cb.history), seed=int(seed))
         row.update(epochs_trained=len(hist), n_frozen=len(cb.frozen_at),
                    freeze_epochs=",".join(str(cb.frozen_at.get(c, "-")) for c in range(cfg["model"]["n_channels"])),
                    best_epochs=",".join(str(v) for _, v in sorted(cb.best_epochs().items())))
@@ -271,8 +265,6 @@ def _cw_arms(cfg, data, seed, arm, store):
     elif arm == "fixed":
         train(model, data.X_train, data.y_train, cfg["train"], seed)
     else:
-        from ..errors import InvalidParameterError
-
         raise InvalidParameterError(f"cw-deepnnk arms are 'cw', 'validation' and 'fixed'; got {arm!r}")
     row["test_accuracy"] = 1.0 - _test_error(model, data.X_test, data.y_test)
     store.write("early_stopping", pd.DataFrame([row]), seed=int(seed), arm=arm)
