@@ -101,6 +101,10 @@ def test_metrics_equal_point_metrics(tmp_path):
     ref, summary = point_metrics(X, y, k=12)
     assert sorted(df.columns) == sorted(ref.columns)
     assert df.attrs["curvature_dim"] == summary["curvature_dim"]
+    g = df.attrs["graph"]
+    assert (g["undirected_edges"], g["isolated_nodes"]) == (summary["undirected_edges"], summary["isolated_nodes"])
+    for key in ("dirichlet_energy", "cross_class_edge_fraction"):
+        assert g[key] == pytest.approx(summary[key], rel=1e-12), key
     for c in ref.columns:
         a, b = ref[c].to_numpy(), df[c].to_numpy()
         if a.dtype.kind == "f":
@@ -222,7 +226,8 @@ def test_cli_blocked_metrics(tmp_path, capsys):
     np.save(tmp_path / "y.npy", y)
     rc = main(["metrics", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "-k", "12", "--blocked",
                "--block-size", "250", "--shard-size", "400", "--no-progress", "-o", str(tmp_path / "m.parquet")])
-    assert rc == 0 and "mean_curvature" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert rc == 0 and "mean_curvature" in out and "cross_class_edge_fraction" in out
     got = pd.read_parquet(tmp_path / "m.parquet")
     ref, _ = point_metrics(X, y, k=12)
     for c in ref.columns:

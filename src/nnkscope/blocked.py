@@ -549,13 +549,60 @@ def _metrics_manifest(plan: _Plan, settings: dict) -> None:
         tmp.write_text(json.dumps(settings))
 
 
+def _edge_task(plan: _Plan, b: int, labels: str | None) -> dict:
+    """Block b's share of the max-symmetrised adjacency: each undirected pair {i, j} is counted once, by the
+    directed edge i -> j with i in this block when j -> i is absent or i < j; its weight is max(W_ij, W_ji)."""
+    g = _read_part(plan.part("nnk", b))
+    lo = plan.blocks[b][0]
+    r, s = np.nonzero(g["theta"] > 0)
+    i, j, w_ij = lo + r, g["candidates"][r, s], g["theta"][r, s]
+    targets = np.unique(j)
+    cand_j = np.empty((len(targets), plan.k), np.int64)
+    theta_j = np.empty((len(targets), plan.k))
+    owner = targets // plan.block_size
+    for p in np.unique(owner):  # the targets' own rows, read part by part
+        sel = owner == p
+        part = _read_part(plan.part("nnk", int(p)))
+        cand_j[sel] = part["candidates"][targets[sel] - p * plan.block_size]
+        theta_j[sel] = part["theta"][targets[sel] - p * plan.block_size]
+    pos = np.searchsorted(targets, j)
+    w_ji = np.where(cand_j[pos] == i[:, None], theta_j[pos], 0.0).sum(axis=1)  # candidates are distinct
+    own = (w_ji == 0) | (i < j)
+    a = np.maximum(w_ij, w_ji)[own]
+    out = {"pairs": int(own.sum()), "weight": float(a.sum()), "targets": targets, "cross": np.nan}
+    if labels is not None:
+        codes = np.load(labels, mmap_mode="r")
+        out["cross"] = float(a[np.asarray(codes[i[own]]) != np.asarray(codes[j[own]])].sum())
+    return out
+
+
+def _graph_summary(ex, plan: _Plan, labels: str | None, progress) -> dict:
+    """Dataset-level numbers of the max-symmetrised graph from per-block edge sums (no N x N matrix anywhere)."""
+    parts = _run(ex, _edge_task, [(plan, b, labels) for b in range(len(plan.blocks))], "edge blocks", progress)
+    touched = np.zeros(plan.n, bool)
+    for b, part in enumerate(parts):
+        lo, hi = plan.blocks[b]
+        touched[part["targets"]] = True
+        touched[lo:hi] |= np.count_nonzero(_read_part(plan.part("nnk", b))["theta"], axis=1) > 0
+    weight = sum(p["weight"] for p in parts)
+    out = {"rule": "max", "undirected_edges": sum(p["pairs"] for p in parts),
+           "isolated_nodes": int((~touched).sum())}
+    if labels is not None:
+        cross = sum(p["cross"] for p in parts)
+        # one-hot labels: tr(Y'LY) = 1/2 sum_ij A_ij |y_i - y_j|^2 = 2 x (cross-class weight over pairs)
+        out.update(dirichlet_energy=2.0 * cross, cross_class_edge_fraction=cross / weight if weight else np.nan)
+    return out
+
+
 def graph_metrics(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_dim: int | None = None,
                   normalize: bool | None = None, executor=None, progress: bool | None = None):
     """Per-point metrics of a blocked graph, written as ``metrics/part-*.parquet``; returns the DataFrame.
 
     The columns equal those of :func:`~nnkscope.metrics.point_metrics` on the same graph (``label`` and
     ``loo_prediction`` are decoded from the class codes); ``y`` (length N) is saved once in the run folder for the
-    workers.  Curvature needs each neighbour's tangent basis, so tangents are written per block first
+    workers.  ``df.attrs["graph"]`` holds the graph-level numbers of the max-symmetrised adjacency (undirected
+    edges, isolated nodes and, with labels, Dirichlet energy and cross-class edge fraction), summed per block.
+    Curvature needs each neighbour's tangent basis, so tangents are written per block first
     (``8 * N * dim * d`` bytes on disk) and removed when the curvature parts are done.
 
     Examples
@@ -596,4 +643,5 @@ def graph_metrics(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_d
         df.insert(df.columns.get_loc("homogeneity"), "label", np.asarray(y))
         df["loo_prediction"] = classes[df.pop("loo_prediction_code").to_numpy()]
     df.attrs["curvature_dim"] = dim
+    df.attrs["graph"] = _graph_summary(ex, plan, opts["labels"], progress)
     return df

@@ -261,6 +261,7 @@ def _cmd_metrics(args) -> int:
                                                                   "local_id", "curvature")}}
         if y is not None:
             summary["loo_error_nnk"] = float(df["loo_error_nnk"].mean())
+        summary.update(df.attrs["graph"])
     else:
         X = load_embeddings(args.embeddings, key=args.key)
         y = _load_labels(args.labels, len(X)) if args.labels else None
