@@ -97,6 +97,13 @@ def check_k(k, n_points: int, *, extra: int = 1, what: str = "k") -> int:
     return k
 
 
+def check_positive_int(value, name: str) -> int:
+    """Validate a positive integer setting (block sizes, index parameters); booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InvalidParameterError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
 def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     """Validate a finite positive real scalar."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):

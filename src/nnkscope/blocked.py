@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from ._runtime import progress_bar, thread_limit
-from ._validate import as_points, check_choice, check_k, check_positive
+from ._validate import as_points, check_choice, check_k, check_positive, check_positive_int
 from .errors import FileFormatError, InputShapeError, InvalidParameterError, TooFewPointsError
 from .executor import as_executor
 from .io import atomic_path
@@ -422,8 +422,7 @@ def build_graph(source, out_dir, k: int = 30, *, kernel: str = "gaussian", sigma
     check_choice(symmetrize, "symmetrize", RULES)
     check_choice(duplicates, "duplicates", ("error", "keep", "drop"))
     for name, v in (("block_size", block_size), ("shard_size", shard_size), ("threads_per_task", threads_per_task)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise InvalidParameterError(f"{name} must be a positive integer; got {v!r}")
+        check_positive_int(v, name)
     if shard_size <= k:
         raise InvalidParameterError(f"shard_size={shard_size} must exceed k={k}")
     method = _resolve_method(knn)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import __version__
-from ._validate import as_points, check_choice, check_k, check_positive
+from ._validate import as_points, check_choice, check_k, check_positive, check_positive_int
 from .errors import InputShapeError, InvalidParameterError
 from .kernels import Kernel, make_kernel, sigma_from_kth_distance
 from .neighbors import Neighbors, _resolve_method
@@ -242,8 +242,7 @@ def nnk_graph(X, k: int = 30, *, kernel: str = "gaussian", sigma: float | None =
     check_choice(symmetrize, "symmetrize", RULES)
     tau = check_positive(tau, "tau", allow_zero=True)
     tol = check_positive(tol, "tol")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
-        raise InvalidParameterError(f"block_size must be a positive integer; got {block_size!r}")
+    check_positive_int(block_size, "block_size")
     if executor is not None:
         return _nnk_graph_blocked(X, k, kern, solver, symmetrize, tau, tol, knn, duplicates, n_jobs, block_size,
                                   progress, executor, work_dir)

@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from ._runtime import progress_bar, thread_limit
-from ._validate import as_points, check_choice, check_k, check_no_zero_rows
+from ._validate import as_points, check_choice, check_k, check_no_zero_rows, check_positive_int
 from .errors import DuplicatePointsError, InputShapeError, InvalidParameterError, TooFewPointsError
 
 __all__ = ["ExactSearch", "HNSWSearch", "IVFSearch", "Neighbors", "knn", "METRICS", "APPROXIMATE"]
@@ -363,8 +363,7 @@ def _build_hnsw(space: _Space, spec: HNSWSearch):
     import faiss
 
     for name in ("M", "ef_construction", "ef_search", "recall_sample", "block_size"):
-        if not isinstance(getattr(spec, name), int) or getattr(spec, name) <= 0:
-            raise InvalidParameterError(f"HNSWSearch.{name} must be a positive integer; got {getattr(spec, name)!r}")
+        check_positive_int(getattr(spec, name), f"HNSWSearch.{name}")
     index = faiss.IndexHNSWFlat(space.Xs.shape[1], spec.M, space.faiss_metric)
     index.hnsw.efConstruction = spec.ef_construction
     index.hnsw.efSearch = spec.ef_search
@@ -376,8 +375,7 @@ def _build_ivf(space: _Space, spec: IVFSearch):
     import faiss
 
     for name in ("nlist", "nprobe", "train_size", "recall_sample", "block_size"):
-        if not isinstance(getattr(spec, name), int) or getattr(spec, name) <= 0:
-            raise InvalidParameterError(f"IVFSearch.{name} must be a positive integer; got {getattr(spec, name)!r}")
+        check_positive_int(getattr(spec, name), f"IVFSearch.{name}")
     n, d = space.Xs.shape
     nlist = max(1, min(spec.nlist, n // 39))
     quantizer = faiss.IndexFlatIP(d) if space.cosine else faiss.IndexFlatL2(d)
