@@ -130,12 +130,12 @@ def _write_part(path: Path, columns: dict[str, np.ndarray]) -> None:
         pq.write_table(pa.table(arrays), tmp, compression="zstd", use_dictionary=False)
 
 
-def _read_part(path: Path) -> dict[str, np.ndarray]:
+def _read_part(path: Path, columns: list[str] | None = None) -> dict[str, np.ndarray]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=columns)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise FileFormatError(f"{path}: unreadable part ({exc}); delete it and run again to recompute it") from exc
     out = {}
@@ -293,6 +293,20 @@ def _recall_task(plan: _Plan, rows: np.ndarray) -> float:
     return hits / (len(rows) * plan.k)
 
 
+def _rows_of_blocks(plan: _Plan, rows: np.ndarray, read) -> dict[str, np.ndarray]:
+    """Rows (sorted global indices) of per-block arrays, each owning block read once: ``read(b)`` gives block b's
+    ``{name: (block rows, ...) array}`` (tangents of other blocks, NNK rows of other nodes)."""
+    owner = rows // plan.block_size
+    out: dict[str, np.ndarray] = {}
+    for p in np.unique(owner) if len(rows) else [0]:  # no rows: block 0 only gives the shapes
+        sel = owner == p
+        for name, a in read(int(p)).items():
+            if name not in out:
+                out[name] = np.empty((len(rows),) + a.shape[1:], a.dtype)
+            out[name][sel] = a[rows[sel] - p * plan.block_size]
+    return out
+
+
 def _gather(plan: _Plan, block_rows: np.ndarray, cand: np.ndarray):
     """Block rows followed by the rows of its candidates; candidates re-indexed into that local array."""
     uniq = np.unique(cand)
@@ -306,10 +320,8 @@ def _solve_task(plan: _Plan, b: int, sigma: float | None) -> int:
         knn_part = _read_part(plan.part("knn", b))
         lo, hi = plan.blocks[b]
         Q = plan.source.read(lo, hi)
-        uniq = np.unique(knn_part["candidates"])
-        Xc = plan.source.take(uniq)
-        local = np.searchsorted(uniq, knn_part["candidates"])
-        theta, errors, status = solve_candidates(Q, Xc, Kernel(plan.kernel, sigma), local, solver=plan.solver,
+        Z, local = _gather(plan, Q, knn_part["candidates"])
+        theta, errors, status = solve_candidates(Q, Z, Kernel(plan.kernel, sigma), local, solver=plan.solver,
                                                  tau=plan.tau, tol=plan.tol, n_jobs=plan.threads, progress=False)
         _write_part(path, {**knn_part, "theta": theta, "error": errors, "status": status})
     return b
@@ -520,11 +532,7 @@ def _curvature_task(plan: _Plan, b: int) -> int:
     if not path.exists():
         g = _read_part(plan.part("nnk", b))
         uniq = np.unique(g["candidates"])
-        owner = uniq // plan.block_size
-        U_nbr = np.empty((len(uniq),) + np.load(_tangent_path(plan, b), mmap_mode="r").shape[1:])
-        for p in np.unique(owner):  # the neighbours' tangents, read part by part
-            sel = owner == p
-            U_nbr[sel] = np.load(_tangent_path(plan, int(p)), mmap_mode="r")[uniq[sel] - p * plan.block_size]
+        U_nbr = _rows_of_blocks(plan, uniq, lambda p: {"U": np.load(_tangent_path(plan, p), mmap_mode="r")})["U"]
         U = np.concatenate([np.load(_tangent_path(plan, b)), U_nbr])
         cand = len(g["node"]) + np.searchsorted(uniq, g["candidates"])
         curv = np.empty(len(cand))
@@ -556,19 +564,12 @@ def _edge_task(plan: _Plan, b: int, labels: str | None) -> dict:
     r, s = np.nonzero(g["theta"] > 0)
     i, j, w_ij = lo + r, g["candidates"][r, s], g["theta"][r, s]
     targets = np.unique(j)
-    cand_j = np.empty((len(targets), plan.k), np.int64)
-    theta_j = np.empty((len(targets), plan.k))
-    owner = targets // plan.block_size
-    for p in np.unique(owner):  # the targets' own rows, read part by part
-        sel = owner == p
-        part = _read_part(plan.part("nnk", int(p)))
-        cand_j[sel] = part["candidates"][targets[sel] - p * plan.block_size]
-        theta_j[sel] = part["theta"][targets[sel] - p * plan.block_size]
+    rows_j = _rows_of_blocks(plan, targets, lambda p: _read_part(plan.part("nnk", p), ["candidates", "theta"]))
     pos = np.searchsorted(targets, j)
-    w_ji = np.where(cand_j[pos] == i[:, None], theta_j[pos], 0.0).sum(axis=1)  # candidates are distinct
+    w_ji = np.where(rows_j["candidates"][pos] == i[:, None], rows_j["theta"][pos], 0.0).sum(axis=1)  # distinct
     own = (w_ji == 0) | (i < j)
     a = np.maximum(w_ij, w_ji)[own]
-    out = {"pairs": int(own.sum()), "weight": float(a.sum()), "targets": targets, "cross": np.nan}
+    out = {"pairs": int(own.sum()), "weight": float(a.sum()), "touched": np.union1d(i, targets), "cross": np.nan}
     if labels is not None:
         codes = np.load(labels, mmap_mode="r")
         out["cross"] = float(a[np.asarray(codes[i[own]]) != np.asarray(codes[j[own]])].sum())
@@ -578,11 +579,9 @@ def _edge_task(plan: _Plan, b: int, labels: str | None) -> dict:
 def _graph_summary(ex, plan: _Plan, labels: str | None, progress) -> dict:
     """Dataset-level numbers of the max-symmetrised graph from per-block edge sums (no N x N matrix anywhere)."""
     parts = _run(ex, _edge_task, [(plan, b, labels) for b in range(len(plan.blocks))], "edge blocks", progress)
-    touched = np.zeros(plan.n, bool)
-    for b, part in enumerate(parts):
-        lo, hi = plan.blocks[b]
-        touched[part["targets"]] = True
-        touched[lo:hi] |= np.count_nonzero(_read_part(plan.part("nnk", b))["theta"], axis=1) > 0
+    touched = np.zeros(plan.n, bool)  # nodes with an edge: an NNK neighbour, or someone's NNK neighbour
+    for part in parts:
+        touched[part["touched"]] = True
     weight = sum(p["weight"] for p in parts)
     out = {"rule": "max", "undirected_edges": sum(p["pairs"] for p in parts),
            "isolated_nodes": int((~touched).sum())}
