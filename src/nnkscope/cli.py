@@ -244,7 +244,7 @@ def _add_metrics_parser(sub) -> None:
 
 def _cmd_metrics(args) -> int:
     from .io import atomic_path, load_embeddings
-    from .metrics import point_metrics
+    from .metrics import column_means, point_metrics
 
     progress = False if args.no_progress else None
     if _is_blocked(args):
@@ -257,8 +257,7 @@ def _cmd_metrics(args) -> int:
                                                                  duplicates=args.duplicates, progress=progress))
             df = graph_metrics(parts, y, energy=args.energy, executor=client, progress=progress)
         summary = {"n": len(df), "k": args.k, "kernel": args.kernel, "curvature_dim": df.attrs["curvature_dim"],
-                   **{f"mean_{c}": float(df[c].mean()) for c in ("nnk_degree", "interpolation_error", "diameter",
-                                                                  "local_id", "curvature")}}
+                   **column_means(df)}
         if y is not None:
             summary["loo_error_nnk"] = float(df["loo_error_nnk"].mean())
         summary.update(df.attrs["graph"])

@@ -11,7 +11,9 @@ from .kernels import Kernel
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
 from .manifold import curvature, local_dimension, polytope_diameter
 
-__all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods", "loo_columns"]
+__all__ = ["point_metrics", "multiscale_metrics", "merge_neighbourhoods", "loo_columns", "column_means"]
+
+MEAN_COLUMNS = ("nnk_degree", "interpolation_error", "diameter", "local_id", "curvature")
 
 
 def _labels_for(y, n: int, k: int, check_class_sizes: bool):
@@ -70,8 +72,7 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
         "solver_status": G.status,
     })
     summary = {"n": len(X), "k": k, "kernel": kernel, "sigma": G.params["sigma"], "curvature_dim": dim,
-               **{f"mean_{c}": float(df[c].mean()) for c in ("nnk_degree", "interpolation_error", "diameter",
-                                                              "local_id", "curvature")},
+               **column_means(df),
                "median_local_id": float(np.median(ids)), **G.summary(rule)}
     if labels is not None:
         classes, codes = labels
@@ -92,6 +93,18 @@ def point_metrics(X, y=None, k: int = 30, *, kernel: str = "cosine", sigma: floa
         summary["dirichlet_energy"] = dirichlet_energy(A, np.eye(len(classes))[codes])
         summary["cross_class_edge_fraction"] = cross_class_fraction(A, codes) if A.nnz else float("nan")
     return df, summary
+
+
+def column_means(df) -> dict:
+    """``mean_<column>`` of the per-point manifold columns of a metrics table (the summary's averages).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> column_means(pd.DataFrame({c: [1.0, 3.0] for c in MEAN_COLUMNS}))["mean_curvature"]
+    2.0
+    """
+    return {f"mean_{c}": float(df[c].mean()) for c in MEAN_COLUMNS}
 
 
 def loo_columns(theta: np.ndarray, distances: np.ndarray, kernel: Kernel, codes: np.ndarray,

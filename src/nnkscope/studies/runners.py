@@ -17,10 +17,10 @@ __all__ = ["run_layerwise", "run_training", "run_compare", "run_stability", "run
            "run_width_sweep"]
 
 
-def _eval_subset(data, per_class: int, seed: int):
-    per_class = min(per_class, int(np.bincount(data.y_test).min()))
-    idx = per_class_subset(data.y_test, per_class, seed=seed)
-    return data.X_test[idx], data.y_test[idx]
+def _eval_subset(X, y, per_class: int, seed: int):
+    """A seeded class-balanced subset: ``per_class`` samples of every class (fewer if the smallest class is)."""
+    idx = per_class_subset(y, min(per_class, int(np.bincount(y).min())), seed=seed)
+    return X[idx], y[idx]
 
 
 def _test_error(model, X, y) -> float:
@@ -35,12 +35,8 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
     data = load_data(cfg["data"])
     if cfg["eval_on"] not in ("test", "train"):
         raise InvalidParameterError(f"eval_on must be 'test' or 'train'; got {cfg['eval_on']!r}")
-    if cfg["eval_on"] == "train":  # e.g. label variation of the training set (R11)
-        idx = per_class_subset(data.y_train, min(cfg["eval_per_class"], int(np.bincount(data.y_train).min())),
-                               seed=cfg["seed"])
-        Xe, ye = data.X_train[idx], data.y_train[idx]
-    else:
-        Xe, ye = _eval_subset(data, cfg["eval_per_class"], cfg["seed"])
+    X, y = (data.X_train, data.y_train) if cfg["eval_on"] == "train" else (data.X_test, data.y_test)  # train: R11
+    Xe, ye = _eval_subset(X, y, cfg["eval_per_class"], cfg["seed"])
     name = cfg["model"]["kind"]
     if store.has("train_history", model=name) and all(
             store.has("points", layer="input", model=name, epoch=int(e)) for e in epochs):
@@ -100,7 +96,7 @@ def run_compare(cfg: dict, store: RunStore, progress=None):
     from .compare import compare_features
 
     data = load_data(cfg["data"])
-    Xe, ye = _eval_subset(data, cfg["eval_per_class"], 0)
+    Xe, ye = _eval_subset(data.X_test, data.y_test, cfg["eval_per_class"], 0)
     features = {("input", "input"): Xe.astype(np.float64)}
     for entry in cfg["models"]:
         model = build_model(entry["model"], data, entry["seed"])
