@@ -269,12 +269,14 @@ def _search_rows(plan: _Plan, Q: np.ndarray, nodes: np.ndarray, exact: bool = Fa
 
 def _knn_task(plan: _Plan, b: int) -> dict:
     path = plan.part("knn", b)
-    if not path.exists():
+    if path.exists():  # resumed or retried: the finished part answers
+        part = _read_part(path)
+    else:
         lo, hi = plan.blocks[b]
         with thread_limit(plan.threads):
             idx, dist, dup = _search_rows(plan, plan.source.read(lo, hi), np.arange(lo, hi))
-        _write_part(path, {"node": np.arange(lo, hi), "candidates": idx, "distances": dist, "has_duplicate": dup})
-    part = _read_part(path)
+        part = {"node": np.arange(lo, hi), "candidates": idx, "distances": dist, "has_duplicate": dup}
+        _write_part(path, part)
     dup = np.flatnonzero(part["has_duplicate"])
     first = (int(part["node"][dup[0]]), int(part["candidates"][dup[0], 0])) if dup.size else None
     return {"block": b, "kth": part["distances"][:, -1].copy(), "n_dup": int(dup.size), "first_dup": first}
