@@ -109,3 +109,18 @@ def test_cli_entry_point_runs_as_a_program(tmp_path):
                           str(tmp_path / "g.npz")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "\r" not in res.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from nnkscope.io import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644  # readable by others, like any new file
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,10 +31,12 @@ def atomic_path(path: Path):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    # created like any new file (0666 minus the umask; mkstemp would make it 0600, unreadable to others), with
+    # O_EXCL and a random name so concurrent writers never share a temporary file
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.part"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
