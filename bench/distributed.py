@@ -70,8 +70,7 @@ def main() -> None:
     spec.loader.exec_module(data)
     embedding_like = data.embedding_like
 
-    from nnkscope import nnk_graph
-    from nnkscope.blocked import build_graph
+    from nnkscope import build_graph, nnk_graph
     from nnkscope.executor import local_cluster
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

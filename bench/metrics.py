@@ -32,7 +32,7 @@ def main() -> None:
     from _data import embedding_like
 
     import nnkscope as nk
-    from nnkscope.metrics import point_metrics
+    from nnkscope.measures.metrics import point_metrics
 
     X = embedding_like(args.n, args.d, seed=0)
     y = np.random.default_rng(0).integers(0, 10, args.n)

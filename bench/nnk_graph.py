@@ -35,7 +35,7 @@ def run_one(n: int, d: int, k: int, repeats: int, solver_nodes: int, scipy_nodes
 
     import nnkscope as nk
     from nnkscope._runtime import thread_limit
-    from nnkscope.solvers import solve_nnk
+    from nnkscope.engine.solvers import solve_nnk
 
     X = embedding_like(n, d, seed=0)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

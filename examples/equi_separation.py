@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 
-from nnkscope.collapse import layerwise_separation
-from nnkscope.datasets import load_mnist1d, per_class_subset
-from nnkscope.models import MLP, hidden_features, train_classifier
+from nnkscope.measures.collapse import layerwise_separation
+from nnkscope.nn.datasets import load_mnist1d, per_class_subset
+from nnkscope.nn.models import MLP, hidden_features, train_classifier
 
 
 def run(epochs: int = 600, depth: int = 6, seed: int = 0, per_class: int = 100, verbose: bool = True) -> dict:

@@ -15,9 +15,9 @@ import argparse
 
 import pandas as pd
 
-from nnkscope.collapse import neural_collapse
-from nnkscope.datasets import load_mnist1d
-from nnkscope.models import MLP, hidden_features, train_classifier
+from nnkscope.measures.collapse import neural_collapse
+from nnkscope.nn.datasets import load_mnist1d
+from nnkscope.nn.models import MLP, hidden_features, train_classifier
 
 COLUMNS = ["epoch", "train_error", "nc1", "nc2_means_equinorm", "nc2_means_equiangular_std", "nc2_means_max_angle",
            "nc2_classifier_equiangular_std", "nc3", "nc4"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nnkscope.datasets import digits_split
-from nnkscope.nnk_means import NNKMeans
+from nnkscope.measures.nnk_means import NNKMeans
+from nnkscope.nn.datasets import digits_split
 
 
 def run(sizes=(20, 50, 100), verbose: bool = True) -> pd.DataFrame:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nnkscope.datasets import digits_split
-from nnkscope.interpolation import NNKClassifier, leave_one_out
+from nnkscope.measures.interpolation import NNKClassifier, leave_one_out
+from nnkscope.nn.datasets import digits_split
 
 
 def run(ks=(5, 10, 20, 30, 50, 75), verbose: bool = True) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nnkscope.report import write_report
 from nnkscope.studies.config import load_config, run_study
 
 HERE = Path(__file__).resolve().parent / "studies"
@@ -129,6 +130,7 @@ def main() -> int:
         kind, file = CONFIGS[rid]
         t0 = time.perf_counter()
         store, table = run_study(kind, load_config(kind, HERE / file), Path(args.out) / rid)
+        write_report(Path(args.out) / rid)
         print(f"\n=== {rid.upper()} ({kind}, {file}; {time.perf_counter() - t0:.0f} s; report {args.out}/{rid}/"
               "report.html)")
         with pd.option_context("display.width", 200, "display.max_columns", 40):

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # for `import oracles`
+sys.path.insert(0, os.path.dirname(__file__))  # for `import helpers` from every test folder
 
 
 @pytest.fixture(scope="session")
@@ -24,15 +24,6 @@ def digits_labels() -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
-
-
-def clustered(n: int, d: int, seed: int, n_clusters: int = 10) -> np.ndarray:
-    """Embedding-like data: Gaussian clusters on a low-dimensional latent space, mapped to d dimensions."""
-    r = np.random.default_rng(seed)
-    latent = min(d, 8)
-    centres = r.normal(scale=3.0, size=(n_clusters, latent))
-    z = centres[r.integers(n_clusters, size=n)] + r.normal(size=(n, latent))
-    return (z @ r.normal(size=(latent, d)) + 0.1 * r.normal(size=(n, d))).astype(np.float32)
 
 
 from hypothesis import settings  # noqa: E402

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import clustered
+from helpers import clustered
 
 from nnkscope import NNKGraph, nnk_graph
 from nnkscope.cli import main

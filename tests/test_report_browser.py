@@ -29,12 +29,14 @@ def _chromium(tmp_path, *args):
 def test_report_renders_in_chromium(tmp_path):
     import matplotlib.image
 
+    from nnkscope.report import write_report
     from nnkscope.studies.config import resolve_config, run_study
 
     cfg = resolve_config("training", {"data": {"name": "digits", "n_train": 300, "n_test": 120},
                                       "model": {"width": 16, "depth": 1}, "train": {"epochs": 2}, "k": 8,
                                       "eval_per_class": 10, "epochs": [1, 2]})
     run_study("training", cfg, tmp_path / "run")
+    write_report(tmp_path / "run")
     page = (tmp_path / "run" / "report.html").read_text()
     n_images = len(re.findall("<img ", page))
     assert n_images == 3

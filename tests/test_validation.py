@@ -37,7 +37,7 @@ def test_values_beyond_float64_squares_are_refused():
 
 @pytest.mark.parametrize("scale", [1e-100, 1e100])
 def test_values_beyond_float32_still_give_exact_neighbours(scale):
-    from oracles import brute_knn
+    from helpers import brute_knn
 
     nb = knn(X * scale, 6)  # the float32 search copy is rescaled; the result is exact
     np.testing.assert_array_equal(nb.indices, brute_knn(X, 6)[0])

@@ -1,14 +1,26 @@
-"""nnkscope: the geometry of learned representations, measured with NNK neighbourhood graphs."""
+"""nnkscope: the geometry of learned representations, measured with NNK neighbourhood graphs.
 
-__version__ = "0.1.0"
+Layers, each importing only from those before it: the core (``errors``, ``_validate``, ``_runtime``, ``io``,
+``settings``, ``executor``) -> ``engine`` (kernels, solvers, neighbors, graph, pipeline) -> ``measures`` (labels,
+manifold, interpolation, nnk_means, collapse, compare, metrics) -> ``nn`` (capture, models, datasets; torch) ->
+``store`` -> ``studies`` -> ``report`` -> ``cli``.
+"""
 
-from .errors import *  # noqa: E402,F403
-from .graph import NNKGraph, knn_graph, nnk_graph, symmetrize  # noqa: E402
-from .kernels import cosine_kernel, gaussian_kernel, local_problems  # noqa: E402
-from .neighbors import ExactSearch, HNSWSearch, IVFSearch, Neighbors, knn  # noqa: E402
-from .solvers import kkt_violation, solve_nnk  # noqa: E402
+from . import _compat
+from ._version import __version__
+from .engine.graph import NNKGraph, symmetrize
+from .engine.kernels import Kernel, cosine_kernel, gaussian_kernel, local_problems
+from .engine.neighbors import ExactSearch, HNSWSearch, IVFSearch, Neighbors, knn
+from .engine.pipeline import build_graph, knn_graph, nnk_graph
+from .engine.settings import GraphSettings
+from .engine.solvers import kkt_violation, solve_nnk
+from .errors import *  # noqa: F403
+from .measures.metrics import graph_metrics, point_metrics
+
+_compat.install()
 
 __all__ = [
-    "__version__", "nnk_graph", "knn_graph", "NNKGraph", "symmetrize", "knn", "Neighbors", "ExactSearch",
-    "HNSWSearch", "IVFSearch", "solve_nnk", "kkt_violation", "local_problems", "gaussian_kernel", "cosine_kernel",
+    "__version__", "nnk_graph", "knn_graph", "build_graph", "NNKGraph", "symmetrize", "knn", "Neighbors",
+    "ExactSearch", "HNSWSearch", "IVFSearch", "solve_nnk", "kkt_violation", "local_problems", "gaussian_kernel",
+    "cosine_kernel", "Kernel", "GraphSettings", "point_metrics", "graph_metrics",
 ]

@@ -131,3 +131,60 @@ def check_no_zero_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
             f"Drop them (e.g. {name}[np.linalg.norm({name}, axis=1) > 0]) or use kernel='gaussian'"
         )
     return norms
+
+
+def check_labels(y, n: int | None = None, *, name: str = "y", min_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The one label checker: labels of any hashable type in, ``(classes, codes)`` out.
+
+    Accepts integers, strings, booleans, floats that are finite, objects, pandas Series / Categoricals and torch
+    tensors (anything with ``.numpy()``); ``classes`` are sorted when they can be ordered (else in order of first
+    appearance) and ``codes`` are int64 indices into them.  Refuses wrong shapes, a length other than ``n``,
+    missing values (NaN, None) and fewer than ``min_classes`` classes, each with the fix.
+
+    Examples
+    --------
+    >>> classes, codes = check_labels(["cat", "dog", "cat"])
+    >>> classes.tolist(), codes.tolist()
+    (['cat', 'dog'], [0, 1, 0])
+    >>> check_labels([1, 2], n=3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnkscope.errors.InputShapeError: y must be 1-D with one label per row (3); got shape (2,)...
+    """
+    if hasattr(y, "detach") and hasattr(y, "cpu"):  # a torch tensor, without importing torch
+        y = y.detach().cpu().numpy()
+    elif hasattr(y, "to_numpy"):  # pandas
+        y = y.to_numpy()
+    arr = np.asarray(y)
+    if arr.ndim != 1 or (n is not None and len(arr) != n):
+        want = f" ({n})" if n is not None else ""
+        raise InputShapeError(f"{name} must be 1-D with one label per row{want}; got shape {arr.shape}. Pass a "
+                              "flat array of class labels, e.g. y.ravel() for an (N, 1) column")
+    if arr.dtype.kind == "c" or arr.dtype.kind == "V":
+        raise InvalidParameterError(f"{name} has dtype {arr.dtype}; labels must be integers, strings or other "
+                                    "hashable values")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InvalidParameterError(f"{name} contains NaN/inf labels (first: row {bad}); drop those rows or give "
+                                    "them a class")
+    if arr.dtype.kind == "O":
+        missing = [i for i, v in enumerate(arr) if v is None or (isinstance(v, float) and not np.isfinite(v))]
+        if missing:
+            raise InvalidParameterError(f"{name} has {len(missing)} missing label(s) (None/NaN; first: row "
+                                        f"{missing[0]}); drop those rows or give them a class")
+        try:
+            hash(tuple(arr.tolist()))
+        except TypeError as exc:
+            raise InvalidParameterError(f"{name} holds unhashable labels ({exc}); use ints or strings") from None
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError:  # mixed types that cannot be ordered: classes in order of first appearance
+        import pandas as pd
+
+        codes, classes = pd.factorize(pd.Series(arr, dtype=object), sort=False)
+        classes = np.asarray(classes, dtype=object)
+    if len(classes) < min_classes:
+        only = repr(classes[0]) if len(classes) else "none"
+        raise InvalidParameterError(f"{name} holds {len(classes)} class(es) ({only}); at least {min_classes} are "
+                                    "needed")
+    return classes, np.asarray(codes, dtype=np.int64).ravel()

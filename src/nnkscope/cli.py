@@ -61,9 +61,9 @@ def _is_blocked(args) -> bool:
 
 
 def _cmd_graph(args) -> int:
-    from .graph import nnk_graph
+    from .engine.neighbors import HNSWSearch, IVFSearch
+    from .engine.pipeline import nnk_graph
     from .io import load_embeddings
-    from .neighbors import HNSWSearch, IVFSearch
 
     knn = args.knn
     if args.knn == "hnsw":
@@ -114,7 +114,7 @@ def _blocked_session(args):
 
 def _blocked_parts(args, parts_dir, client, settings: dict):
     """The graph built block by block from the file on disk (never loaded whole)."""
-    from .blocked import RowSource, build_graph
+    from .engine.pipeline import RowSource, build_graph
 
     return build_graph(RowSource(args.embeddings, args.key), parts_dir, args.k, block_size=args.block_size,
                        shard_size=args.shard_size, executor=client, threads_per_task=args.threads or 1, **settings)
@@ -170,8 +170,8 @@ def _cmd_collapse(args) -> int:
 
     import numpy as np
 
-    from .collapse import neural_collapse, scatter_in_blocks
     from .io import atomic_path, load_embeddings
+    from .measures.collapse import neural_collapse, scatter_in_blocks
 
     H = load_embeddings(args.features, key=args.key)
     y = _load_labels(args.labels, len(H))
@@ -190,9 +190,9 @@ def _cmd_collapse(args) -> int:
 def _cmd_separation(args) -> int:
     import numpy as np
 
-    from .collapse import equi_separation_fit, scatter_in_blocks, separation_fuzziness
     from .errors import InputShapeError
     from .io import atomic_path, load_embeddings
+    from .measures.collapse import equi_separation_fit, scatter_in_blocks, separation_fuzziness
 
     if len(args.layers) == 1 and args.layers[0].endswith(".npz"):
         with np.load(args.layers[0], allow_pickle=False) as z:
@@ -244,11 +244,12 @@ def _add_metrics_parser(sub) -> None:
 
 def _cmd_metrics(args) -> int:
     from .io import atomic_path, load_embeddings
-    from .metrics import column_means, point_metrics
+    from .measures.metrics import column_means, point_metrics
 
     progress = False if args.no_progress else None
     if _is_blocked(args):
-        from .blocked import RowSource, graph_metrics
+        from .io import RowSource
+        from .measures.metrics import graph_metrics
 
         n = RowSource(args.embeddings, args.key).shape[0]
         y = _load_labels(args.labels, n) if args.labels else None
@@ -326,8 +327,8 @@ def _add_demo_parsers(sub) -> None:
 
 def _cmd_demo(args) -> int:
 
-    from .datasets import load_digits, per_class_subset
-    from .models import MLP, require_torch, train_classifier
+    from .nn.datasets import load_digits, per_class_subset
+    from .nn.models import MLP, require_torch, train_classifier
     from .report import write_report
     from .store import RunStore
     from .studies import TrainingCallback
@@ -359,7 +360,11 @@ def _cmd_study(args) -> int:
 
         print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
         return 0
-    _, table = run_study(args.kind, cfg, args.out, report=not args.no_report)
+    _, table = run_study(args.kind, cfg, args.out)
+    if not args.no_report:
+        from .report import write_report
+
+        write_report(args.out)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"run folder: {args.out}" + ("" if args.no_report else f"; report: {args.out}/report.html"))
@@ -374,7 +379,7 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="nnkscope", description="Geometry of representations with NNK graphs.")
     parser.add_argument("--version", action="version", version=f"nnkscope {__version__}")

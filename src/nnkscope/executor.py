@@ -1,6 +1,6 @@
 """Where blocked work runs: one small interface, three back ends.
 
-The blocked pipeline (:mod:`nnkscope.blocked`) only ever calls ``executor.submit(fn, *args)`` and waits on the
+The blocked pipeline (:mod:`nnkscope.engine.blocked`) only ever calls ``executor.submit(fn, *args)`` and waits on the
 returned futures, i.e. the :class:`concurrent.futures.Executor` protocol.  So the same code runs
 
 * in this process (:class:`InlineExecutor`, the default: tasks run at ``submit``),
@@ -17,7 +17,7 @@ from concurrent.futures import Executor, Future
 
 from .errors import InvalidParameterError
 
-__all__ = ["InlineExecutor", "as_executor", "local_cluster", "connect"]
+__all__ = ["InlineExecutor", "as_executor", "is_inline", "local_cluster", "connect"]
 
 
 class InlineExecutor(Executor):
@@ -38,6 +38,18 @@ class InlineExecutor(Executor):
         return fut
 
 
+def is_inline(executor) -> bool:
+    """Whether ``executor`` runs tasks in this process (None, "inline" or an :class:`InlineExecutor`).
+
+    Examples
+    --------
+    >>> is_inline(None), is_inline("inline")
+    (True, True)
+    """
+    return executor is None or isinstance(executor, InlineExecutor) or (isinstance(executor, str)
+                                                                         and executor == "inline")
+
+
 def as_executor(executor) -> Executor:
     """``None`` or ``"inline"`` -> :class:`InlineExecutor`; a Dask ``Client`` -> its Executor; an Executor as is.
 
@@ -46,8 +58,8 @@ def as_executor(executor) -> Executor:
     >>> type(as_executor(None)).__name__
     'InlineExecutor'
     """
-    if executor is None or executor == "inline":
-        return InlineExecutor()
+    if is_inline(executor):
+        return executor if isinstance(executor, InlineExecutor) else InlineExecutor()
     if isinstance(executor, Executor):
         return executor
     get = getattr(executor, "get_executor", None)  # distributed.Client, without importing dask here

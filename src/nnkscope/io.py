@@ -1,29 +1,35 @@
-"""Reading embeddings and reading/writing graphs.
+"""Files in and out: embeddings, row sources read by block, column tables (Parquet), part stores, atomic writes.
 
 Embeddings: ``.npy`` (memory-mapped), ``.npz`` (one array, or ``key``), ``.parquet`` (a fixed-size-list column,
 or all numeric columns), zarr (a ``.zarr`` directory or store holding one array, or ``key``).
-Graphs: ``.npz`` or ``.parquet``; both store the (N, k) candidate, weight and distance arrays and the per-node
-errors and status verbatim, so a load reproduces the graph bit for bit.  Writes go to a temporary file in the
-target directory and are renamed into place, so a crash never leaves a half-written file under the final name.
+Every write goes to a temporary file in the target directory and is renamed into place, so a crash never leaves
+a half-written file under the final name.
+
+A *row source* is an (N, d) array read by row ranges -- in memory (:class:`ArraySource`) or on disk
+(:class:`RowSource`) -- and a *part store* keeps the per-block results of a pipeline stage, in memory
+(:class:`MemoryParts`) or as Parquet files (:class:`DiskParts`).  The graph and metric pipeline is written once
+against these two interfaces, so the in-memory call is the blocked computation with one block.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
+import shutil
 import uuid
 import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ._validate import as_points
-from .errors import FileFormatError, InputShapeError
+from .errors import FileFormatError, InputShapeError, InvalidParameterError
 
-__all__ = ["load_embeddings", "save_graph", "load_graph", "atomic_path"]
-
-_GRAPH_FORMAT = "nnkscope.graph/1"
+__all__ = ["load_embeddings", "atomic_path", "write_columns", "read_columns", "RowSource", "ArraySource", "as_source",
+           "DiskParts", "MemoryParts", "fingerprint"]
 
 
 @contextmanager
@@ -73,6 +79,9 @@ def load_embeddings(path, key: str | None = None) -> np.ndarray:
     path = Path(path)
     _check_exists(path)
     suffix = path.suffix.lower()
+    if suffix == ".npy" and key is not None:
+        raise InvalidParameterError(f"{path} is a .npy file, which holds one array: drop key={key!r} (CLI: --key); "
+                                    "keys choose an array inside .npz, .parquet or zarr inputs")
     with _reading(path, "embeddings", "Re-export it (e.g. np.save(path, X))"):
         if suffix == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -139,89 +148,299 @@ def _load_zarr_array(path: Path, key: str | None) -> np.ndarray:
     return arrays[key][...]
 
 
+def __getattr__(name: str):
+    """Names that moved up a layer stay importable from here (``nnkscope.io.save_graph``)."""
+    from ._compat import moved_name
+
+    return moved_name(__name__, name)
+
+
 # --------------------------------------------------------------------------------------------------------------
-# graphs
+# column tables: one row per node, (k,)-lists for per-candidate arrays (graph files and pipeline parts alike)
 
 
-def save_graph(graph, path) -> Path:
-    """Write an :class:`~nnkscope.graph.NNKGraph` to ``.npz`` or ``.parquet`` atomically."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    meta = json.dumps({"format": _GRAPH_FORMAT, "params": graph.params}, sort_keys=True, default=str)
-    arrays = {"candidates": graph.candidates, "theta": graph.theta, "errors": graph.errors, "status": graph.status}
-    if graph.distances is not None:
-        arrays["distances"] = graph.distances
-    with atomic_path(path) as tmp:
-        if suffix == ".npz":
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, meta=np.array(meta), **arrays)
-        elif suffix in (".parquet", ".pq"):
-            _write_graph_parquet(tmp, arrays, meta)
-        else:
-            raise FileFormatError(f"{path}: graphs are saved as .npz or .parquet; got {suffix!r}")
-    return path
+def write_columns(path, columns: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
+    """Write 1-D and 2-D arrays as one Parquet table atomically (2-D arrays become fixed-size-list columns).
 
-
-def _write_graph_parquet(tmp: Path, arrays: dict, meta: str) -> None:
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.parquet"
+    >>> _ = write_columns(p, {"node": np.arange(2), "theta": np.eye(2)})
+    >>> read_columns(p)["theta"].tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n, k = arrays["candidates"].shape
-    cols = {"node": pa.array(np.arange(n, dtype=np.int64))}
-    for name, arr in arrays.items():
-        if arr.ndim == 2:
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel()), k)
-        else:
-            cols[name] = pa.array(arr)
-    table = pa.table(cols).replace_schema_metadata({"nnkscope": meta})
-    pq.write_table(table, tmp)
+    arrays = {}
+    for name, a in columns.items():
+        a = np.ascontiguousarray(a)
+        arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), a.shape[1]) if a.ndim == 2 else a
+    table = pa.table(arrays)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    with atomic_path(path) as tmp:  # dictionary encoding of float lists costs 4x the time for no size gain
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=False)
+    return Path(path)
 
 
-def load_graph(path):
-    """Read a graph written by :func:`save_graph` (raises :class:`FileFormatError` on anything else)."""
-    from .graph import NNKGraph
-
-    path = Path(path)
-    _check_exists(path)
-    suffix = path.suffix.lower()
-    with _reading(path, "the graph", "Rebuild it with nnkscope.nnk_graph(...).save(path) or `nnkscope graph`"):
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "meta" not in z.files:
-                    raise FileFormatError(f"{path} is an .npz but not an nnkscope graph (no 'meta' entry)")
-                meta = json.loads(str(z["meta"]))
-                arrays = {name: z[name] for name in z.files if name != "meta"}
-        elif suffix in (".parquet", ".pq"):
-            meta, arrays = _read_graph_parquet(path)
-        else:
-            raise FileFormatError(f"{path}: graphs are read from .npz or .parquet; got {suffix!r}")
-    if meta.get("format") != _GRAPH_FORMAT:
-        raise FileFormatError(f"{path}: unknown graph format {meta.get('format')!r}; expected {_GRAPH_FORMAT!r}")
-    missing = {"candidates", "theta", "errors", "status"} - set(arrays)
-    if missing:
-        raise FileFormatError(f"{path}: graph file lacks {sorted(missing)}; rebuild it")
-    try:
-        return NNKGraph(arrays["candidates"], arrays["theta"], arrays["errors"], arrays["status"],
-                        arrays.get("distances"), meta["params"])
-    except InputShapeError as exc:
-        raise FileFormatError(f"{path}: inconsistent graph arrays ({exc}); rebuild it") from exc
-
-
-def _read_graph_parquet(path: Path):
+def read_columns(path, columns: list[str] | None = None, *, with_metadata: bool = False,
+                 fix: str = "delete it and run again to recompute it"):
+    """Read a table written by :func:`write_columns` back into arrays (``(arrays, metadata)`` on request)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(b"nnkscope")
-    if raw is None:
-        raise FileFormatError(f"{path} is a Parquet file but not an nnkscope graph (no 'nnkscope' metadata)")
-    meta = json.loads(raw)
-    arrays = {}
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise FileFormatError(f"{path}: unreadable table ({exc}); the file may be truncated or corrupt: {fix}") \
+            from exc
+    out = {}
     for name in table.column_names:
-        if name == "node":
-            continue
         col = table.column(name).combine_chunks()
-        if hasattr(col.type, "list_size"):
-            arrays[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+        if pa.types.is_fixed_size_list(col.type):
+            out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
         else:
-            arrays[name] = col.to_numpy(zero_copy_only=False)
-    return meta, arrays
+            out[name] = col.to_numpy(zero_copy_only=False)
+    if with_metadata:
+        return out, {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# row sources
+
+
+@lru_cache(maxsize=8)
+def _open(path: str, key: str | None):
+    """The array behind a source, opened lazily once per process (memory-mapped .npy or a zarr array)."""
+    p = Path(path)
+    _check_exists(p)
+    try:
+        if p.suffix.lower() == ".npy":
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        import zarr
+
+        node = zarr.open(str(p), mode="r")
+        if isinstance(node, zarr.Array):
+            if key is not None:
+                raise FileFormatError(f"{p} holds a single array; drop key={key!r} (CLI: --key)")
+            return node
+        arrays = dict(node.arrays())
+        if key is None and len(arrays) == 1:
+            return next(iter(arrays.values()))
+        if key not in arrays:
+            raise FileFormatError(f"{p} holds arrays {sorted(arrays)}; choose one with key=... (CLI: --key)")
+        return arrays[key]
+    except FileFormatError:
+        raise
+    except Exception as exc:
+        raise FileFormatError(f"{p}: could not open it as .npy or zarr ({type(exc).__name__}: {exc}); the file may "
+                              "be truncated or corrupt. Re-export it (np.save or zarr)") from exc
+
+
+class _Rows:
+    """What the pipeline needs of a source: shape, row ranges, gathered rows, a content fingerprint."""
+
+    def _array(self):
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        arr = self._array()
+        if len(arr.shape) != 2:
+            raise InputShapeError(f"{self.name} holds an array of shape {tuple(arr.shape)}; embeddings must be 2-D")
+        return int(arr.shape[0]), int(arr.shape[1])
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi``, validated (finite, real, in range) like any in-memory input."""
+        return as_points(np.asarray(self._array()[lo:hi]), f"rows {lo}..{hi - 1} of {self.name}")
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given (sorted, unique) rows."""
+        arr = self._array()
+        block = arr[rows] if isinstance(arr, np.ndarray) else arr.get_orthogonal_selection((rows, slice(None)))
+        return as_points(np.asarray(block), f"gathered rows of {self.name}")
+
+    def gather(self, lo: int, hi: int, candidates: np.ndarray):
+        """``(Q, Z, local)``: the block's rows, an array holding them and every candidate row, and the candidates
+        re-indexed into ``Z``.  Rows ``lo:hi`` come first in ``Z``, so block-local positions are valid in ``Z``."""
+        Q = self.read(lo, hi)
+        uniq = np.unique(candidates)
+        return Q, np.concatenate([Q, self.take(uniq)]), (hi - lo) + np.searchsorted(uniq, candidates)
+
+    def fingerprint(self, block_rows: int = 65536) -> str:
+        """BLAKE2 hash of the shape, dtype and every row's bytes (read by blocks): the identity of the content."""
+        n, d = self.shape
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{n}x{d}".encode())
+        for lo in range(0, n, block_rows):
+            block = np.ascontiguousarray(self._array()[lo:min(n, lo + block_rows)])
+            h.update(str(block.dtype).encode())
+            h.update(block.tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RowSource(_Rows):
+    """An (N, d) array on disk read by row ranges: a ``.npy`` file (memory-mapped) or a zarr array (row chunks).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.npy"; np.save(p, np.arange(12.0).reshape(4, 3))
+    >>> src = RowSource(str(p)); src.shape, src.read(1, 3)[:, 0].tolist()
+    ((4, 3), [3.0, 6.0])
+    """
+
+    path: str
+    key: str | None = None
+
+    def __post_init__(self):
+        if self.key is not None and Path(self.path).suffix.lower() == ".npy":
+            raise InvalidParameterError(f"{self.path} is a .npy file, which holds one array: drop key={self.key!r} "
+                                        "(CLI: --key); keys choose an array inside .npz or zarr inputs")
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def _array(self):
+        return _open(self.path, self.key)
+
+
+@dataclass(frozen=True, eq=False)
+class ArraySource(_Rows):
+    """An (N, d) array in memory seen as a row source; gathering needs no copy (candidates index ``X`` itself)."""
+
+    X: np.ndarray
+    name: str = "X"
+
+    def _array(self):
+        return self.X
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        return self.X[lo:hi]  # validated once, when the source was made
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.X[rows]
+
+    def gather(self, lo: int, hi: int, candidates: np.ndarray):
+        Q = self.X if (lo, hi) == (0, len(self.X)) else self.X[lo:hi]
+        return Q, self.X, candidates
+
+
+def as_source(data, key: str | None = None) -> _Rows:
+    """A row source from an array (validated), a path (``.npy`` or zarr) or an existing source."""
+    if isinstance(data, _Rows):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return RowSource(str(data), key)
+    return ArraySource(as_points(data))
+
+
+def fingerprint(X: np.ndarray) -> str:
+    """Content fingerprint of an in-memory array (see :meth:`RowSource.fingerprint`).
+
+    Examples
+    --------
+    >>> a, b = fingerprint(np.zeros((2, 3))), fingerprint(np.ones((2, 3)))
+    >>> a == fingerprint(np.zeros((2, 3))), a == b
+    (True, False)
+    """
+    return ArraySource(np.asarray(X)).fingerprint()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# part stores: per-block results of pipeline stages
+
+
+@dataclass(frozen=True)
+class DiskParts:
+    """Parts as files under ``root``: ``<stage>/part-<block>.parquet`` (columns) or ``.npy`` (arrays)."""
+
+    root: str
+
+    def _path(self, stage: str, b: int, suffix: str = ".parquet") -> Path:
+        return Path(self.root) / stage / f"part-{b:06d}{suffix}"
+
+    def has(self, stage: str, b: int) -> bool:
+        return self._path(stage, b).exists() or self._path(stage, b, ".npy").exists()
+
+    def write(self, stage: str, b: int, columns: dict[str, np.ndarray]) -> None:
+        write_columns(self._path(stage, b), columns)
+
+    def read(self, stage: str, b: int, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        return read_columns(self._path(stage, b), columns)
+
+    def write_array(self, stage: str, b: int, arr: np.ndarray) -> None:
+        with atomic_path(self._path(stage, b, ".npy")) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, arr)
+
+    def read_array(self, stage: str, b: int) -> np.ndarray:
+        return np.load(self._path(stage, b, ".npy"), mmap_mode="r")
+
+    def write_index(self, s: int, index) -> None:
+        import faiss
+
+        with atomic_path(self._path("index", s, ".faiss")) as tmp:
+            faiss.write_index(index, str(tmp))
+
+    def has_index(self, s: int) -> bool:
+        return self._path("index", s, ".faiss").exists()
+
+    def read_index(self, s: int):
+        return _read_index(str(self._path("index", s, ".faiss")))
+
+    def remove(self, stage: str) -> None:
+        shutil.rmtree(Path(self.root) / stage, ignore_errors=True)
+
+    def describe(self, stage: str) -> str:
+        return str(Path(self.root) / stage)
+
+
+@lru_cache(maxsize=2)
+def _read_index(path: str):
+    import faiss
+
+    return faiss.read_index(path)
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryParts:
+    """Parts held in this process (the in-memory pipeline: one block, inline executor)."""
+
+    store: dict = field(default_factory=dict)
+
+    def has(self, stage: str, b: int) -> bool:
+        return (stage, b) in self.store
+
+    def write(self, stage: str, b: int, columns: dict[str, np.ndarray]) -> None:
+        self.store[(stage, b)] = dict(columns)
+
+    def read(self, stage: str, b: int, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        part = self.store[(stage, b)]
+        return dict(part) if columns is None else {c: part[c] for c in columns}
+
+    def write_array(self, stage: str, b: int, arr: np.ndarray) -> None:
+        self.store[(stage, b)] = arr
+
+    def read_array(self, stage: str, b: int) -> np.ndarray:
+        return self.store[(stage, b)]
+
+    def write_index(self, s: int, index) -> None:
+        self.store[("index", s)] = index
+
+    def has_index(self, s: int) -> bool:
+        return ("index", s) in self.store
+
+    def read_index(self, s: int):
+        return self.store[("index", s)]
+
+    def remove(self, stage: str) -> None:
+        for key in [key for key in self.store if key[0] == stage]:
+            del self.store[key]
+
+    def describe(self, stage: str) -> str:
+        return f"(in memory) {stage}"

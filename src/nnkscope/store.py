@@ -31,7 +31,7 @@ def _versions() -> dict:
     import numpy
     import pyarrow
 
-    from . import __version__
+    from ._version import __version__
 
     return {"nnkscope": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
             "pyarrow": pyarrow.__version__}

@@ -2,7 +2,7 @@
 
 * :mod:`~nnkscope.studies.layerwise` -- every NNK, label and class-geometry metric at every layer
   (:func:`layerwise`), through training (:class:`TrainingCallback`);
-* :mod:`~nnkscope.studies.compare` -- representations against each other across dimensions;
+* :mod:`~nnkscope.studies.comparison` -- representations against each other across dimensions;
 * :mod:`~nnkscope.studies.stability` -- runs (seeds) against each other;
 * :mod:`~nnkscope.studies.invariance` -- diameters of augmentation manifolds;
 * :mod:`~nnkscope.studies.early_stopping` -- DeepNNK and CW-DeepNNK callbacks;

@@ -29,7 +29,7 @@ class Data:
 def load_data(spec: dict) -> Data:
     """``spec``: ``name`` (digits, mnist1d, mnist), ``seed``, ``test_size`` (digits, MNIST), ``n_train`` /
     ``n_test`` (0 = all; the first n after the seeded split)."""
-    from ..datasets import load_dataset
+    from ..nn.datasets import load_dataset
 
     Xtr, ytr, Xte, yte, shape = load_dataset(spec["name"], seed=spec.get("seed", 0),
                                              test_size=spec.get("test_size", 0.2))
@@ -39,7 +39,7 @@ def load_data(spec: dict) -> Data:
 
 def build_model(spec: dict, data: Data, seed: int):
     """A fresh model (seeded initialisation) of kind ``mlp``, ``cnn1d``, ``cnn2d`` or ``channel_convnet``."""
-    from ..models import CNN1D, CNN2D, MLP, ChannelConvNet, require_torch
+    from ..nn.models import CNN1D, CNN2D, MLP, ChannelConvNet, require_torch
 
     torch = require_torch()
     torch.manual_seed(seed)
@@ -63,8 +63,8 @@ def build_model(spec: dict, data: Data, seed: int):
 
 
 def train(model, X, y, spec: dict, seed: int, **hooks) -> list[dict]:
-    """:func:`nnkscope.models.train_classifier` with the ``train`` section of a config."""
-    from ..models import require_torch, train_classifier
+    """:func:`nnkscope.nn.models.train_classifier` with the ``train`` section of a config."""
+    from ..nn.models import require_torch, train_classifier
 
     require_torch().set_num_threads(spec.get("threads", 1))
     return train_classifier(model, X, y, epochs=spec["epochs"], batch_size=spec["batch_size"],
@@ -74,6 +74,6 @@ def train(model, X, y, spec: dict, seed: int, **hooks) -> list[dict]:
 
 def layer_features(model, X, layer: str, pooling: str = "flatten") -> np.ndarray:
     """(N, d) float64 activations of one named layer (eval mode)."""
-    from ..capture import capture
+    from ..nn.capture import capture
 
     return np.asarray(capture(model, X, [layer], pooling=pooling)[layer], np.float64).reshape(len(X), -1)

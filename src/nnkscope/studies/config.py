@@ -109,15 +109,11 @@ def load_config(kind: str, path) -> dict:
     return resolve_config(kind, raw)
 
 
-def run_study(kind: str, config: dict, out, *, progress: bool | None = None, report: bool = True):
+def run_study(kind: str, config: dict, out, *, progress: bool | None = None):
     """Run a resolved study config into the run folder ``out``; returns ``(store, table)``."""
     from ..store import RunStore
     from . import runners
 
     store = RunStore(out, params={"study": kind, **config})
     table = getattr(runners, "run_" + kind.replace("-", "_"))(config, store, progress=progress)
-    if report:
-        from ..report import write_report
-
-        write_report(out)
     return store, table

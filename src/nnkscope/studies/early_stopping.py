@@ -1,7 +1,7 @@
 """Generalisation without a validation set: DeepNNK leave-one-out monitoring and CW-DeepNNK channel freezing.
 
 Both are training callbacks (``cb(epoch, model)``, returning ``True`` to stop), so they plug into
-:func:`nnkscope.models.train_classifier` or any loop.
+:func:`nnkscope.nn.models.train_classifier` or any loop.
 
 * :class:`DeepNNKMonitor` -- the NNK leave-one-out (LOO) error of a layer's training features at each check
   (Jiang/Shekkizhar & Ortega, DeepNNK), next to weighted kNN on the same candidates; optionally stops when it has not
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..interpolation import leave_one_out
+from ..measures.interpolation import leave_one_out
 
 __all__ = ["loo_error", "DeepNNKMonitor", "ChannelwiseEarlyStopping"]
 
@@ -104,8 +104,8 @@ class ChannelwiseEarlyStopping:
 
     Examples
     --------
-    >>> from nnkscope.models import ChannelConvNet, train_classifier
-    >>> from nnkscope.datasets import load_mnist1d
+    >>> from nnkscope.nn.models import ChannelConvNet, train_classifier
+    >>> from nnkscope.nn.datasets import load_mnist1d
     >>> Xtr, ytr, _, _ = load_mnist1d(num_samples=500)
     >>> net = ChannelConvNet(40, 10, n_channels=2, width=4)
     >>> cb = ChannelwiseEarlyStopping(Xtr, ytr, k=10, patience=1)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.kernels import Kernel
+from ..engine.solvers import solve_candidates
 from ..errors import InputShapeError
-from ..kernels import Kernel
-from ..manifold import polytope_diameter
-from ..solvers import solve_candidates
+from ..measures.manifold import polytope_diameter
 
 __all__ = ["augmentation_diameters"]
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..capture import capture
-from ..collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
-from ..labels import label_variation
-from ..metrics import point_metrics
+from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.labels import label_variation
+from ..measures.metrics import point_metrics
+from ..nn.capture import capture
 from ..store import RunStore
 
 __all__ = ["layerwise", "measure_layers", "TrainingCallback"]
@@ -42,7 +42,7 @@ def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
 
     This is what :func:`layerwise` runs on captured activations; use it directly for features from elsewhere, e.g.
-    a transformer's hidden states (:func:`nnkscope.capture.hidden_states`).  Finished layers are skipped.
+    a transformer's hidden states (:func:`nnkscope.nn.capture.hidden_states`).  Finished layers are skipped.
 
     Examples
     --------
@@ -80,7 +80,7 @@ def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name
 
 
 def _layer_names(model, layers) -> list[str]:
-    from ..capture import select_modules
+    from ..nn.capture import select_modules
 
     return list(select_modules(model, layers))
 

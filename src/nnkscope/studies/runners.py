@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets import per_class_subset
 from ..errors import InvalidParameterError
+from ..nn.datasets import per_class_subset
 from ..store import RunStore
 from .common import build_model, layer_features, load_data, train
 
@@ -24,7 +24,7 @@ def _eval_subset(X, y, per_class: int, seed: int):
 
 
 def _test_error(model, X, y) -> float:
-    from ..models import predict
+    from ..nn.models import predict
 
     return float((predict(model, X) != y).mean())
 
@@ -57,9 +57,9 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
 
 def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
     """The packaged MiniLM encoder (pretrained, no training) on offline topic-labelled sentences."""
-    from ..capture import hidden_states
-    from ..datasets import topic_sentences
-    from ..models import load_minilm
+    from ..nn.capture import hidden_states
+    from ..nn.datasets import topic_sentences
+    from ..nn.models import load_minilm
     from .layerwise import measure_layers
 
     if cfg["data"]["name"] != "sentences":
@@ -93,7 +93,7 @@ def run_training(cfg: dict, store: RunStore, progress=None):
 
 def run_compare(cfg: dict, store: RunStore, progress=None):
     """Train each listed model, capture its layers on the same evaluation points, compare every pair."""
-    from .compare import compare_features
+    from .comparison import compare_features
 
     data = load_data(cfg["data"])
     Xe, ye = _eval_subset(data.X_test, data.y_test, cfg["eval_per_class"], 0)
@@ -101,7 +101,7 @@ def run_compare(cfg: dict, store: RunStore, progress=None):
     for entry in cfg["models"]:
         model = build_model(entry["model"], data, entry["seed"])
         train(model, data.X_train, data.y_train, cfg["train"], entry["seed"])
-        from ..capture import capture
+        from ..nn.capture import capture
 
         for layer, H in capture(model, Xe, entry["layers"], pooling=cfg["pooling"]).items():
             features[(entry["name"], layer)] = np.asarray(H, np.float64).reshape(len(Xe), -1)
@@ -140,8 +140,8 @@ def run_invariance(cfg: dict, store: RunStore, progress=None):
     """Rotation invariance: diameters of each evaluation image among its rotations, with / without augmentation."""
     import pandas as pd
 
-    from ..datasets import rotate_images
-    from ..models import predict
+    from ..nn.datasets import rotate_images
+    from ..nn.models import predict
     from .invariance import augmentation_diameters
 
     data = load_data(cfg["data"])
@@ -195,7 +195,7 @@ def run_early_stopping(cfg: dict, store: RunStore, progress=None):
 def _deepnnk_arms(cfg, data, seed, arm, store):
     import pandas as pd
 
-    from ..interpolation import NNKClassifier
+    from ..measures.interpolation import NNKClassifier
     from .early_stopping import DeepNNKMonitor
 
     mspec, tspec = dict(cfg["model"]), dict(cfg["train"])
@@ -239,7 +239,7 @@ def _cw_arms(cfg, data, seed, arm, store):
     elif arm == "validation":
         import copy
 
-        from ..models import predict
+        from ..nn.models import predict
 
         n = len(data.X_train)
         perm = np.random.default_rng(seed).permutation(n)

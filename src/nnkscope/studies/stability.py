@@ -15,9 +15,9 @@ from itertools import combinations
 
 import numpy as np
 
-from ..compare import neighbourhood_jaccard, shuffled
-from ..graph import nnk_graph
-from ..manifold import polytope_diameter
+from ..engine.pipeline import nnk_graph
+from ..measures.compare import neighbourhood_jaccard, shuffled
+from ..measures.manifold import polytope_diameter
 
 __all__ = ["run_metrics", "stability_table"]
 

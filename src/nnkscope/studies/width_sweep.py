@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..interpolation import leave_one_out
-from ..labels import class_homogeneity
+from ..measures.interpolation import leave_one_out
+from ..measures.labels import class_homogeneity
 
 __all__ = ["interpolation_geometry"]
 
