@@ -3,8 +3,8 @@
 The device only proposes each query's window of ``k + 1 + margin`` nearest rows (float32 matrix products and
 ``topk``); the exact float64 re-ranking, the tie check and the window widening stay on the CPU exactly as for faiss
 (:mod:`nnkscope.engine.neighbors`), so the candidates are the same as exact search on any device.  torch is
-imported only when a :class:`TorchSearch` is used; ``device="cuda"`` needs a GPU (``torch.cuda.is_available()``), ``"cpu"`` runs
-the same code anywhere (what the tests use when no GPU is present).
+imported only when a :class:`TorchSearch` is used; ``device="cuda"`` needs a GPU (``torch.cuda.is_available()``),
+``"cpu"`` runs the same code anywhere (what the tests use when no GPU is present).
 """
 
 from __future__ import annotations
