@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nnkscope.report import write_report
-from nnkscope.studies.config import load_config, run_study
+from nnkscope.studies.registry import load_config, run_study
 
 HERE = Path(__file__).resolve().parent / "studies"
 CONFIGS = {"r3": ("early-stopping", "r3_deepnnk.yaml"), "r4": ("early-stopping", "r4_cw_deepnnk.yaml"),

@@ -30,7 +30,7 @@ def test_report_renders_in_chromium(tmp_path):
     import matplotlib.image
 
     from nnkscope.report import write_report
-    from nnkscope.studies.config import resolve_config, run_study
+    from nnkscope.studies.registry import resolve_config, run_study
 
     cfg = resolve_config("training", {"data": {"name": "digits", "n_train": 300, "n_test": 120},
                                       "model": {"width": 16, "depth": 1}, "train": {"epochs": 2}, "k": 8,

@@ -33,6 +33,8 @@ MOVED: dict[str, tuple[str, ...]] = {
     "models": ("nn.models",),
     "datasets": ("nn.datasets",),
     "studies.compare": ("studies.comparison",),
+    "studies.config": ("studies.registry", "studies.base"),
+    "studies.runners": ("studies.registry",),
 }
 
 

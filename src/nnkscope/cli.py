@@ -13,21 +13,26 @@ import contextlib
 import sys
 import time
 
-from .errors import NNKScopeError
+from .engine.graph import RULES
+from .engine.kernels import KERNELS
+from .engine.neighbors import DUPLICATES, SEARCHES
+from .engine.settings import DEFAULT_K
+from .engine.solvers import SOLVERS
+from .errors import InvalidParameterError, NNKScopeError
 
 
 def _add_graph_parser(sub) -> None:
     p = sub.add_parser("graph", help="build an NNK graph from an embedding matrix",
                        description="Build the NNK graph of the rows of an embedding matrix and save it.")
     p.add_argument("embeddings", help="(N, d) array: .npy, .npz, .parquet or .zarr")
-    p.add_argument("-k", type=int, default=30, help="candidates per node (default 30)")
-    p.add_argument("--kernel", choices=["gaussian", "cosine"], default="gaussian")
+    p.add_argument("-k", type=int, default=DEFAULT_K, help=f"candidates per node (default {DEFAULT_K})")
+    p.add_argument("--kernel", choices=KERNELS, default="gaussian")
     p.add_argument("--sigma", type=float, default=None, help="Gaussian bandwidth (default: mean k-th NN distance / 3)")
-    p.add_argument("--solver", choices=["exact", "reference", "scipy"], default="exact")
-    p.add_argument("--tau", type=float, default=1e-6, help="weight threshold (default 1e-6)")
-    p.add_argument("--rule", choices=["max", "min", "mean", "reference"], default="max",
-                   help="symmetrisation rule stored with the graph and used in the summary")
-    p.add_argument("--knn", choices=["exact", "hnsw", "ivf", "gpu"], default="exact",
+    p.add_argument("--solver", choices=SOLVERS, default="exact")
+    p.add_argument("--tau", type=float, default=1e-6, help="weight threshold in [0, 1) (default 1e-6)")
+    p.add_argument("--symmetrize", "--rule", dest="rule", choices=RULES, default="max",
+                   help="symmetrisation rule stored with the graph and used in the summary (--rule: former name)")
+    p.add_argument("--knn", choices=SEARCHES, default="exact",
                    help="candidate search (gpu: torch windows on a CUDA device, exact results)")
     p.add_argument("--nlist", type=int, default=1024, help="IVF cells")
     p.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query")
@@ -35,9 +40,10 @@ def _add_graph_parser(sub) -> None:
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef-search", type=int, default=128)
     p.add_argument("--recall-sample", type=int, default=1000)
-    p.add_argument("--duplicates", choices=["error", "keep", "drop"], default="error")
+    p.add_argument("--duplicates", choices=DUPLICATES, default="error")
     p.add_argument("--key", default=None, help="array/column name inside .npz, .parquet or zarr inputs")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all available)")
+    p.add_argument("--n-jobs", "--threads", dest="threads", type=int, default=None,
+                   help="threads (default: all available; --threads: former name)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("-o", "--output", required=True, help="output graph: .npz or .parquet")
     _add_blocked_args(p)
@@ -229,13 +235,14 @@ def _add_metrics_parser(sub) -> None:
                                    "homogeneity and leave-one-out errors) written as a Parquet table.")
     p.add_argument("embeddings")
     p.add_argument("--labels", help=".npy with one label per row")
-    p.add_argument("-k", type=int, default=30)
-    p.add_argument("--kernel", choices=["gaussian", "cosine"], default="cosine")
+    p.add_argument("-k", type=int, default=DEFAULT_K)
+    p.add_argument("--kernel", choices=KERNELS, default="cosine",
+                   help="default cosine, the kernel of representation studies (graph: gaussian, the NNK paper's)")
     p.add_argument("--sigma", type=float, default=None)
     p.add_argument("--energy", type=float, default=0.9, help="PCA energy for the local dimension")
-    p.add_argument("--duplicates", choices=["error", "keep", "drop"], default="keep")
+    p.add_argument("--duplicates", choices=DUPLICATES, default="keep")
     p.add_argument("--key", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--n-jobs", "--threads", dest="threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="output table (.parquet or .csv)")
     _add_blocked_args(p)
@@ -307,13 +314,12 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
-    from .studies.config import KINDS
+    from .studies.registry import KINDS
 
-    p = sub.add_parser("study", help="run a study from a YAML config (layerwise, training, compare, stability, "
-                                     "invariance, early-stopping, width-sweep)",
+    p = sub.add_parser("study", help=f"run a study from a YAML config ({', '.join(KINDS)})",
                        description="Run a study into a resumable run folder, print its table, write report.html. "
                                    "Without --config the kind's defaults run; unknown config keys are refused.")
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=list(KINDS), help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()))
     p.add_argument("--config", help="YAML file overriding the kind's defaults")
     p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -325,34 +331,42 @@ def _add_demo_parsers(sub) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+DEMO = {"data": {"name": "digits"}, "model": {"kind": "mlp", "width": 64, "depth": 2, "batchnorm": True},
+        "train": {"epochs": 30, "lr": 1e-3}, "eval_on": "train", "eval_per_class": 60, "k": 20}
+
+
 def _cmd_demo(args) -> int:
-
-    from .nn.datasets import load_digits, per_class_subset
-    from .nn.models import MLP, require_torch, train_classifier
+    """The embedded default: the ``training`` study of an MLP with BatchNorm on digits, through the registry."""
     from .report import write_report
-    from .store import RunStore
-    from .studies import TrainingCallback
+    from .studies.registry import resolve_config, run_study
 
-    torch = require_torch()
-    torch.set_num_threads(1)
-    X, y = load_digits()
-    idx = per_class_subset(y, 60, seed=args.seed)  # 600 evaluation points, balanced
-    store = RunStore(args.out, params={"study": "demo", "epochs": args.epochs, "seed": args.seed})
-    torch.manual_seed(args.seed)
-    model = MLP(X.shape[1], 64, 2, 10, batchnorm=True)
+    if args.epochs < 1:
+        raise InvalidParameterError(f"--epochs must be at least 1; got {args.epochs}")
     marks = sorted({1, max(1, args.epochs // 4), max(1, args.epochs // 2), args.epochs})
-    cb = TrainingCallback(store, X[idx], y[idx], "blocks.*", every=0, epochs=marks, model_name="mlp_bn")
-    hist = train_classifier(model, X, y, epochs=args.epochs, lr=1e-3, seed=args.seed, callback=cb)
+    cfg = resolve_config("training", {**DEMO, "seed": args.seed, "epochs": marks,
+                                      "train": {**DEMO["train"], "epochs": args.epochs}})
+    _check_run_folder(args.out)
+    _, table = run_study("training", cfg, args.out)
     path = write_report(args.out)
-    print(f"trained {args.epochs} epochs (final train error {hist[-1]['train_error']:.4f}); measured epochs {marks}")
+    last = table[table.epoch == table.epoch.max()].sort_values("layer_index")
+    print(f"trained {args.epochs} epochs; measured epochs {marks}; NNK LOO error at the last layer "
+          f"{last.loo_error_nnk.iloc[-1]:.3f}")
     print(f"report: {path}")
     return 0
+
+
+def _check_run_folder(out) -> None:
+    """A run folder argument must be a folder (or not exist yet), never a file."""
+    from pathlib import Path
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InvalidParameterError(f"--out {out} is a file; give a folder for the run (it is created if new)")
 
 
 def _cmd_study(args) -> int:
     import pandas as pd
 
-    from .studies.config import load_config, resolve_config, run_study
+    from .studies.registry import load_config, resolve_config, run_study
 
     cfg = load_config(args.kind, args.config) if args.config else resolve_config(args.kind)
     if args.show_config:
@@ -360,6 +374,7 @@ def _cmd_study(args) -> int:
 
         print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
         return 0
+    _check_run_folder(args.out)
     _, table = run_study(args.kind, cfg, args.out)
     if not args.no_report:
         from .report import write_report

@@ -59,3 +59,7 @@ class DuplicatePointsError(NNKScopeError, ValueError):
 
 class FileFormatError(NNKScopeError, OSError):
     """A file is missing, unreadable, truncated or not in the expected layout."""
+
+
+class MissingDependencyError(NNKScopeError, ImportError):
+    """An optional package a feature needs is not installed (the message names the pip command)."""

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 
+from ._runtime import require
 from .errors import InvalidParameterError
 
 __all__ = ["InlineExecutor", "as_executor", "is_inline", "local_cluster", "connect"]
@@ -72,11 +73,7 @@ def as_executor(executor) -> Executor:
 
 
 def _require_dask():
-    try:
-        import distributed
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the Dask back end needs the 'dask' extra: pip install 'nnkscope[dask]'") from exc
-    return distributed
+    return require("distributed", "the Dask back end")
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ def test_bad_text_input(minilm):
 
 def test_minilm_layerwise_study(tmp_path, minilm):
     pytest.importorskip("duckdb")
-    from nnkscope.studies.config import resolve_config, run_study
+    from nnkscope.studies.registry import resolve_config, run_study
 
     cfg = resolve_config("layerwise", {"data": {"name": "sentences"}, "model": {"kind": "minilm"},
                                        "eval_per_class": 15, "k": 8})

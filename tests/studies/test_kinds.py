@@ -17,8 +17,8 @@ from nnkscope.cli import main  # noqa: E402
 from nnkscope.errors import FileFormatError, InvalidParameterError  # noqa: E402
 from nnkscope.report import write_report  # noqa: E402
 from nnkscope.studies import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error  # noqa: E402
-from nnkscope.studies.config import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.invariance import augmentation_diameters  # noqa: E402
+from nnkscope.studies.registry import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.stability import run_metrics, stability_table  # noqa: E402
 from nnkscope.studies.width_sweep import interpolation_geometry  # noqa: E402
 

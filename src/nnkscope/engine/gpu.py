@@ -13,17 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._runtime import require
 from ..errors import InvalidParameterError
 
 __all__ = ["TorchSearch", "gpu_available"]
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("TorchSearch needs PyTorch: pip install torch==2.13.0") from exc
-    return torch
+    return require("torch", "TorchSearch")
 
 
 def gpu_available() -> bool:

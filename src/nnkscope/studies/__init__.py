@@ -7,7 +7,8 @@
 * :mod:`~nnkscope.studies.invariance` -- diameters of augmentation manifolds;
 * :mod:`~nnkscope.studies.early_stopping` -- DeepNNK and CW-DeepNNK callbacks;
 * :mod:`~nnkscope.studies.width_sweep` -- interpolation geometry of bigger vs smaller models;
-* :mod:`~nnkscope.studies.config` -- YAML configs and ``nnkscope study KIND``.
+* :mod:`~nnkscope.studies.registry` -- the study kinds (one module each in :mod:`~nnkscope.studies.kinds`),
+  YAML configs and ``nnkscope study KIND``.
 """
 
 from .early_stopping import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error

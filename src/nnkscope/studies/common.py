@@ -1,7 +1,7 @@
 """What every study shares: a dataset, a model built from a small spec, a seeded training run, features of a layer.
 
 Specs are plain dicts (the sections ``data``, ``model`` and ``train`` of a study config; see
-:mod:`nnkscope.studies.config` for the defaults), so a study is reproducible from its config alone.
+:mod:`nnkscope.studies.base` for the defaults), so a study is reproducible from its config alone.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS"]
+__all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS", "eval_subset", "error_rate"]
 
-MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "channel_convnet", "minilm")
+from .base import MODEL_KINDS  # noqa: E402
 
 
 class Data:
@@ -77,3 +77,18 @@ def layer_features(model, X, layer: str, pooling: str = "flatten") -> np.ndarray
     from ..nn.capture import capture
 
     return np.asarray(capture(model, X, [layer], pooling=pooling)[layer], np.float64).reshape(len(X), -1)
+
+
+def eval_subset(X, y, per_class: int, seed: int):
+    """A seeded class-balanced subset: ``per_class`` samples of every class (fewer if the smallest class is)."""
+    from ..nn.datasets import per_class_subset
+
+    idx = per_class_subset(y, min(per_class, int(np.bincount(y).min())), seed=seed)
+    return X[idx], y[idx]
+
+
+def error_rate(model, X, y) -> float:
+    """The model's classification error on ``(X, y)``."""
+    from ..nn.models import predict
+
+    return float((predict(model, X) != y).mean())

@@ -10,10 +10,16 @@ interrupted study resumes where it stopped.  :class:`TrainingCallback` runs it d
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
 
+from .._validate import check_choice, check_labels
+from ..engine.settings import GraphSettings
+from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
+from ..io import fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
 from ..measures.labels import label_variation
 from ..measures.metrics import point_metrics
@@ -23,26 +29,47 @@ from ..store import RunStore
 __all__ = ["layerwise", "measure_layers", "TrainingCallback"]
 
 
-def layerwise(model, X: np.ndarray, y: np.ndarray, layers, store: RunStore, *, model_name: str = "model",
-              epoch: int = 0, k: int = 20, kernel: str = "cosine", pooling: str = "flatten",
-              include_input: bool = True, progress: bool | None = False) -> dict:
-    """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed."""
+IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerprint", "model_fingerprint")
+
+
+def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
+              k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None, pooling: str = "flatten",
+              include_input: bool = True, on_change: str = "error", progress: bool | None = False) -> dict:
+    """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed.
+
+    A layer already in the run folder is skipped only when it was measured with the same settings, the same
+    inputs and labels and the same model weights; otherwise ``on_change="error"`` (default) refuses with what
+    differs and ``"replace"`` recomputes it.
+    """
+    from ..nn.models import weights_fingerprint
+
     keys = {"model": model_name, "epoch": int(epoch)}
     names = (["input"] if include_input else []) + _layer_names(model, layers)
-    todo = [name for name in names if name != "input" and not store.has("points", layer=name, **keys)]
+    source = {"input": fingerprint(np.asarray(X).reshape(len(X), -1)), "model": weights_fingerprint(model),
+              "pooling": pooling}
+    s = _settings(settings, k, kernel)
+    labels_fp = fingerprint(check_labels(y, len(X))[1][:, None])
+    todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change) if n != "input"]
     acts = capture(model, X, todo, pooling=pooling) if todo else {}
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
-                          model_name=model_name, epoch=epoch, k=k, kernel=kernel, progress=progress)
+                          model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
+                          _source=source)
 
 
-def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name: str = "model", epoch: int = 0,
-                   k: int = 20, kernel: str = "cosine", progress: bool | None = False) -> dict:
+def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "model", epoch: int = 0,
+                   k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None,
+                   on_change: str = "error", progress: bool | None = False, _source: dict | None = None) -> dict:
     """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
 
     This is what :func:`layerwise` runs on captured activations; use it directly for features from elsewhere, e.g.
-    a transformer's hidden states (:func:`nnkscope.nn.capture.hidden_states`).  Finished layers are skipped.
+    a transformer's hidden states (:func:`nnkscope.nn.capture.hidden_states`).  Labels may be of any hashable
+    type.  Each layer's row in ``layers`` records what produced it (``unit_id``: a hash of the graph settings,
+    the features' and labels' fingerprints and, from :func:`layerwise`, the model weights); a layer already there
+    is skipped only when all of it matches, else ``on_change="error"`` refuses naming what differs and
+    ``"replace"`` recomputes it.  Class-geometry quantities that a layer cannot define (fewer dimensions than
+    K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.
 
     Examples
     --------
@@ -55,28 +82,128 @@ def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name
     >>> t = store.read("layers").set_index("layer")
     >>> bool(t.loc["separated", "loo_error_nnk"] < t.loc["raw", "loo_error_nnk"])
     True
+    >>> measure_layers(feats, y, store, k=8)   # same settings and data: nothing to do
+    {}
     """
     import pandas as pd
 
+    check_choice(on_change, "on_change", ("error", "replace"))
     keys = {"model": model_name, "epoch": int(epoch)}
+    s = _settings(settings, k, kernel)
+    classes, codes = check_labels(y)
+    labels_fp = fingerprint(codes[:, None])
+    known = _identities(store, keys)
     computed = {}
     for index, (name, H) in enumerate(features.items()):
-        if store.has("points", layer=name, **keys):
+        source = _source
+        if source is None:  # precomputed features: their content is the identity
+            H = H() if callable(H) else H
+            source = {"features": fingerprint(np.asarray(H).reshape(len(H), -1))}
+        unit = _unit(s, source, labels_fp)
+        if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
         H = H() if callable(H) else H
         H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
-        df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
-                                    progress=progress)
-        stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
-        summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
-        summary["separation_fuzziness"] = separation_fuzziness(stats)
-        summary["label_variation"] = label_variation(H, y, k=min(10, len(H) - 1))
+        if len(H) != len(codes):
+            raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
+                                  "and labels must describe the same points")
+        try:
+            df, summary = point_metrics(H, classes[codes], settings=s, check_class_sizes=False, progress=progress)
+            summary.update(_class_geometry(H, codes, len(classes)))
+            summary["label_variation"] = label_variation(H, codes, k=min(10, len(H) - 1))
+        except NNKScopeError as exc:  # name the unit: a study measures many
+            raise type(exc)(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {exc}") from exc
         summary["layer_index"] = index
+        summary.update(unit)
         store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
         store.write("points", df, layer=name, **keys)
         computed[name] = summary
     _write_fit(store, keys)
     return computed
+
+
+def _settings(settings: GraphSettings | None, k: int, kernel: str) -> GraphSettings:
+    """The study's graph settings: layers often map inputs together, so identical points are kept."""
+    return settings if settings is not None else GraphSettings(k=k, kernel=kernel, duplicates="keep")
+
+
+def _unit(settings: GraphSettings, source: dict, labels_fp: str) -> dict:
+    """What identifies a measured layer: every setting, the inputs' and labels' content, the model weights."""
+    record = {"settings": settings.to_dict(), "source": source, "labels": labels_fp,
+              "measures": {"energy": 0.9, "label_variation_k": 10}}
+    text = json.dumps(record, sort_keys=True, default=str)
+    return {"unit_id": hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
+            "settings": json.dumps(record["settings"], sort_keys=True, default=str),
+            "data_fingerprint": source.get("features") or source.get("input", ""),
+            "labels_fingerprint": labels_fp, "model_fingerprint": source.get("model", "")}
+
+
+def _identities(store: RunStore, keys: dict) -> dict:
+    """``{layer: identity row}`` of the layers already measured for these keys."""
+    if "layers" not in store.tables():
+        return {}
+    t = store.read("layers")
+    t = t[(t["model"] == keys["model"]) & (t["epoch"] == keys["epoch"])]
+    cols = [c for c in IDENTITY_COLUMNS if c in t.columns]
+    return {row["layer"]: {c: row[c] for c in cols} for _, row in t.iterrows()}
+
+
+def _changed(store: RunStore, keys: dict, name: str, known: dict, unit: dict, on_change: str) -> bool:
+    """Whether a stored layer must be recomputed; raises when it differs and ``on_change="error"``."""
+    old = known.get(name)
+    if old is not None and old.get("unit_id") == unit["unit_id"]:
+        return False
+    if on_change == "replace":
+        return True
+    if old is None or "unit_id" not in old:
+        why = "no record of what produced it (an older run folder, or an interrupted write)"
+    else:
+        why = "; ".join(_differences(old, unit)) or "a different identity"
+    raise InvalidParameterError(
+        f"{store.root}: layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']} is already stored but was "
+        f"measured differently ({why}). Results are never mixed: use a new run folder, or on_change='replace' to "
+        "recompute it")
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    if old.get("settings") != new["settings"]:
+        a, b = json.loads(old["settings"]), json.loads(new["settings"])
+        out += [f"{key} {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
+                if a.get(key) != b.get(key)]
+    for col, what in (("data_fingerprint", "the data"), ("labels_fingerprint", "the labels"),
+                      ("model_fingerprint", "the model weights")):
+        if old.get(col) != new[col]:
+            out.append(f"{what} changed")
+    return out
+
+
+def _todo(store, keys, names, settings, source, labels_fp, on_change) -> list[str]:
+    """Layers that need measuring (raising on a stored layer that was measured differently)."""
+    known = _identities(store, keys)
+    unit = _unit(settings, source, labels_fp)
+    return [n for n in names if not store.has("points", layer=n, **keys)
+            or _changed(store, keys, n, known, unit, on_change)]
+
+
+def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:
+    """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them."""
+    stats = ClassScatter(n_classes).update(H, codes)  # one pass serves NC1 and D
+    reason = ""
+    if H.shape[1] < n_classes - 1:
+        reason = f"{H.shape[1]} dimension(s) < K-1 = {n_classes - 1}: class means cannot span a simplex"
+    else:
+        M = stats.means - stats.means.mean(axis=0)
+        sv = np.linalg.svd(M, compute_uv=False)
+        # relative to the data's own spread: means that differ by rounding only coincide
+        tol = 1e-8 * np.sqrt(n_classes * ((H - H.mean(axis=0)) ** 2).sum() / len(H))
+        if sv[n_classes - 2] <= tol:
+            reason = (f"class means coincide (between-class scatter has rank {int((sv > tol).sum())} < "
+                      f"K-1 = {n_classes - 1})")
+    if reason:
+        return {"nc1": np.nan, "separation_fuzziness": np.nan, "undefined": reason}
+    return {"nc1": neural_collapse(stats)["nc1"], "separation_fuzziness": separation_fuzziness(stats),
+            "undefined": ""}
 
 
 def _layer_names(model, layers) -> list[str]:
@@ -92,10 +219,10 @@ def _scalars(summary: dict) -> dict:
 def _write_fit(store: RunStore, keys: dict) -> None:
     import pandas as pd
 
-    model = str(keys["model"]).replace("'", "''")  # SQL string literal
-    rows = store.query(f"SELECT layer_index, separation_fuzziness FROM layers WHERE model = '{model}' "
-                       f"AND epoch = {keys['epoch']} ORDER BY layer_index")
-    if len(rows) < 3 or not (rows.separation_fuzziness > 0).all():
+    t = store.read("layers")  # filtered here, not in SQL: names are data, any Unicode
+    rows = t[(t["model"] == keys["model"]) & (t["epoch"] == keys["epoch"])].sort_values("layer_index")
+    rows = rows[np.isfinite(rows.separation_fuzziness) & (rows.separation_fuzziness > 0)]  # defined layers only
+    if len(rows) < 3:
         return
     f = equi_separation_fit(rows.separation_fuzziness.to_numpy(), rows.layer_index.to_numpy())
     store.write("fits", pd.DataFrame([{"rho": f.rho, "r": f.r, "r2": f.r2, "n_layers": len(rows)}]), **keys)

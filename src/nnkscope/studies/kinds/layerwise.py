@@ -1,0 +1,155 @@
+"""Study kinds ``layerwise`` (every layer once, after training) and ``training`` (every layer at chosen
+epochs of one run): NNK, label and class-geometry metrics per layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InvalidParameterError
+from ...store import RunStore
+from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
+from ..common import build_model, eval_subset, load_data, train
+from ..figures import grid, html_table, png
+
+LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
+                 ("separation_fuzziness", "separation fuzziness D (log)", True), ("nc1", "NC1 (log)", True),
+                 ("homogeneous_fraction_H", "homogeneous nodes H", False), ("mean_diameter", "mean diameter", False),
+                 ("label_variation", "label variation (10-NN graph)", False)]
+
+
+def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
+    from ..layerwise import TrainingCallback
+
+    data = load_data(cfg["data"])
+    if cfg["eval_on"] not in ("test", "train"):
+        raise InvalidParameterError(f"eval_on must be 'test' or 'train'; got {cfg['eval_on']!r}")
+    X, y = (data.X_train, data.y_train) if cfg["eval_on"] == "train" else (data.X_test, data.y_test)  # train: R11
+    Xe, ye = eval_subset(X, y, cfg["eval_per_class"], cfg["seed"])
+    name = cfg["model"]["kind"]
+    if store.has("train_history", model=name) and all(
+            store.has("points", layer="input", model=name, epoch=int(e)) for e in epochs):
+        return store.read("layers")
+    model = build_model(cfg["model"], data, cfg["seed"])
+    cb = TrainingCallback(store, Xe, ye, cfg["layers"], every=0, epochs=epochs, model_name=name, k=cfg["k"],
+                          pooling=cfg["pooling"], progress=progress)
+    if 0 in epochs:
+        cb(0, model)
+    spec = dict(cfg["train"], epochs=max(epochs))
+    hist = train(model, data.X_train, data.y_train, spec, cfg["seed"], callback=cb) if max(epochs) > 0 else []
+    import pandas as pd
+
+    store.write("train_history", pd.DataFrame(hist or [{"epoch": 0, "loss": np.nan, "train_error": np.nan}]),
+                model=name)
+    return store.read("layers")
+
+
+def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
+    """The packaged MiniLM encoder (pretrained, no training) on offline topic-labelled sentences."""
+    from ...nn.capture import hidden_states
+    from ...nn.datasets import topic_sentences
+    from ...nn.models import load_minilm
+    from ..layerwise import measure_layers
+
+    if cfg["data"]["name"] != "sentences":
+        raise InvalidParameterError("model kind 'minilm' reads text: set data.name to 'sentences'")
+    texts, y, _ = topic_sentences(cfg["eval_per_class"], seed=cfg["data"]["seed"])
+    if all(store.has("points", layer=f"layer{i}", model="minilm", epoch=0) for i in range(1, 7)):
+        return
+    bert, tokenizer, _ = load_minilm()
+    measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
+                   progress=progress)
+
+
+def run_layerwise(cfg: dict, store: RunStore, progress=None):
+    """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one).  With model kind
+    ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0)."""
+    if cfg["model"]["kind"] == "minilm":
+        _measure_minilm(cfg, store, progress)
+        layers = store.read("layers")
+    else:
+        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress)
+    return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
+                   "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
+
+
+def run_training(cfg: dict, store: RunStore, progress=None):
+    """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation)."""
+    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress)
+    return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
+                   "separation_fuzziness", "label_variation"]]
+
+
+def _layers_section(store: RunStore) -> dict:
+    layers = store.read("layers").sort_values(["model", "epoch", "layer_index"])
+    metrics = [(c, t, log) for c, t, log in LAYER_METRICS if c in layers.columns]
+    last_epoch = layers.groupby("model")["epoch"].max()
+    figs = []
+    fig, axes = grid(len(metrics))  # across layers, one line per recorded epoch
+    for ax, (col, title, log) in zip(axes, metrics, strict=False):
+        for (model, epoch), sub in layers.groupby(["model", "epoch"]):
+            ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
+                epoch == last_epoch[model]))
+        ax.set(title=title, xlabel="layer (0 = input)", yscale="log" if log else "linear")
+        ax.set_xticks(sorted(layers.layer_index.unique()))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figs.append(("Metrics across layers", png(fig)))
+    if layers.epoch.nunique() > 1:  # across epochs, one line per layer
+        fig, axes = grid(len(metrics))
+        for ax, (col, title, log) in zip(axes, metrics, strict=False):
+            for (model, layer), sub in layers.groupby(["model", "layer"], sort=False):
+                ax.plot(sub.epoch, sub[col], "o-", label=f"{model}: {layer}")
+            ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        figs.append(("Metrics through training", png(fig)))
+    pts = store.query("SELECT p.layer, p.nnk_degree, p.diameter, p.homogeneity FROM points p JOIN "
+                      "(SELECT model, max(epoch) AS e FROM points GROUP BY model) m ON p.model = m.model AND "
+                      "p.epoch = m.e")
+    fig, axes = grid(3)
+    for ax, col in zip(axes, ["nnk_degree", "diameter", "homogeneity"], strict=False):
+        for layer, sub in pts.groupby("layer", sort=False):
+            ax.hist(sub[col], bins=30, histtype="step", label=layer, density=True)
+        ax.set(title=f"{col} at the last epoch")
+    axes[0].legend(fontsize=7)
+    figs.append(("Per-point distributions", png(fig)))
+    table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
+        "model", "layer", "kernel")])
+    return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
+            "table": html_table(table)}
+
+
+def _summary(store: RunStore, layers) -> list[str]:
+    lines = []
+    for model, sub in layers.groupby("model"):
+        last = sub[sub.epoch == sub.epoch.max()].sort_values("layer_index")
+        first_row, last_row = last.iloc[0], last.iloc[-1]
+        lines.append(f"{model}, epoch {int(last_row.epoch)}: NNK leave-one-out error {first_row.loo_error_nnk:.3f} "
+                     f"on the {first_row.layer} and {last_row.loo_error_nnk:.3f} on {last_row.layer}; mean NNK "
+                     f"degree {first_row.mean_nnk_degree:.1f} -> {last_row.mean_nnk_degree:.1f}.")
+    if "fits" in store.tables():
+        fits = store.read("fits").sort_values(["model", "epoch"])
+        for _, f in fits.groupby("model").tail(1).iterrows():
+            verdict = "follows" if f.r <= -0.95 else "does not follow"
+            lines.append(f"{f.model}, epoch {int(f.epoch)}: separation fuzziness changes by a factor rho = "
+                         f"{f.rho:.3f} per layer (Pearson r = {f.r:.3f}); the net {verdict} the law of "
+                         "equi-separation.")
+    return lines
+
+
+_LAYER_CHECKS = {"eval_on": choice("test", "train"), "model.width": lambda v: None if (
+    isinstance(v, int) and v > 0 or isinstance(v, list) and v and all(isinstance(w, int) and w > 0 for w in v))
+    else "a positive integer or a list of them"}
+
+LAYERWISE = StudyKind(
+    name="layerwise", run=run_layerwise, section=_layers_section, tables=("layers", "points", "fits"),
+    defaults={"data": DATA, "model": MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten"},
+    checks=_LAYER_CHECKS, summary="every NNK, label and class-geometry metric of every layer, after training")
+
+TRAINING = StudyKind(
+    name="training", run=run_training, section=_layers_section, tables=("layers", "points", "fits"),
+    defaults={"data": DATA, "model": MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30]},
+    checks={**_LAYER_CHECKS, "epochs": each(integer(0))},
+    summary="the same at chosen epochs of one training run (0 = initialisation)")

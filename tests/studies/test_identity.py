@@ -1,0 +1,117 @@
+"""A stored layer is reused only when everything that produced it matches; undefined geometry is NaN with a reason."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from nnkscope.errors import FileFormatError, InvalidParameterError  # noqa: E402
+from nnkscope.nn.models import MLP  # noqa: E402
+from nnkscope.store import RunStore  # noqa: E402
+from nnkscope.studies.layerwise import layerwise, measure_layers  # noqa: E402
+from nnkscope.studies.registry import load_config, resolve_config  # noqa: E402
+
+
+@pytest.fixture
+def feats():
+    r = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    return {"a": r.normal(size=(120, 6)), "b": np.eye(3)[y] * 4 + r.normal(size=(120, 3))}, y
+
+
+def test_same_measurement_is_skipped_and_a_changed_one_refused(tmp_path, feats):
+    X, y = feats
+    store = RunStore(tmp_path / "run")
+    assert sorted(measure_layers(X, y, store, k=8)) == ["a", "b"]
+    assert measure_layers(X, y, store, k=8) == {}
+    with pytest.raises(InvalidParameterError, match=r"k 8 -> 5.*new run folder"):
+        measure_layers(X, y, store, k=5)
+    with pytest.raises(InvalidParameterError, match="the data changed"):
+        measure_layers({"a": X["a"] + 1.0, "b": X["b"]}, y, store, k=8)
+    with pytest.raises(InvalidParameterError, match="the labels changed"):
+        measure_layers(X, y[::-1].copy(), store, k=8)
+    with pytest.raises(InvalidParameterError, match="kernel 'cosine' -> 'gaussian'"):
+        measure_layers(X, y, store, k=8, kernel="gaussian")
+    # replacing recomputes and never mixes: the table holds the k=5 rows only
+    assert sorted(measure_layers(X, y, store, k=5, on_change="replace")) == ["a", "b"]
+    t = store.read("layers")
+    assert len(t) == 2 and set(t["k"]) == {5}
+
+
+def test_retrained_model_is_not_taken_for_the_stored_one(tmp_path):
+    import torch
+
+    r = np.random.default_rng(1)
+    X = r.normal(size=(90, 4)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 30)
+    torch.manual_seed(0)
+    model = MLP(4, 8, 1, 3)
+    store = RunStore(tmp_path / "run")
+    assert set(layerwise(model, X, y, "blocks.*", store, k=5)) == {"input", "blocks.0", "blocks.1"}
+    assert layerwise(model, X, y, "blocks.*", store, k=5) == {}
+    with torch.no_grad():
+        model.blocks[0][0].weight.add_(0.5)  # "retrained"
+    with pytest.raises(InvalidParameterError, match="model weights changed"):
+        layerwise(model, X, y, "blocks.*", store, k=5)
+
+
+def test_string_and_tensor_labels(tmp_path, feats):
+    torch = pytest.importorskip("torch")
+    X, y = feats
+    names = np.array(["cat", "dog", "eel"])[y]
+    a = measure_layers(X, names, RunStore(tmp_path / "s"), k=8)
+    b = measure_layers(X, torch.as_tensor(y), RunStore(tmp_path / "t"), k=8)
+    assert a["b"]["loo_error_nnk"] == b["b"]["loo_error_nnk"]
+
+
+def test_undefined_class_geometry_is_nan_with_a_reason(tmp_path):
+    r = np.random.default_rng(2)
+    y = np.repeat([0, 1, 2, 3], 30)
+    H = r.normal(size=(120, 5))
+    coinciding = H - np.array([H[y == c].mean(0) for c in range(4)])[y]  # every class mean is the same point
+    narrow = r.normal(size=(120, 2))  # 2 dimensions < K - 1 = 3
+    feats = {"coinciding": coinciding, "narrow": narrow, "fine": np.eye(4)[y] * 3 + r.normal(size=(120, 4))}
+    store = RunStore(tmp_path / "run")
+    measure_layers(feats, y, store, k=8)
+    t = store.read("layers").set_index("layer")
+    assert np.isnan(t.loc["coinciding", "nc1"]) and "coincide" in t.loc["coinciding", "undefined"]
+    assert np.isnan(t.loc["narrow", "separation_fuzziness"]) and "K-1" in t.loc["narrow", "undefined"]
+    assert np.isfinite(t.loc["fine", "nc1"]) and t.loc["fine", "undefined"] == ""
+    assert np.isfinite(t.loc["narrow", "loo_error_nnk"])  # the rest of the layer is measured
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"arms": ["bogus"]}, r"arms must be a list of one of"),
+    ({"method": "deep"}, r"method must be one of"),
+    ({"validation_fraction": 1.5}, r"validation_fraction must be a number in \(0, 1\)"),
+])
+def test_semantic_config_values_are_refused_early(overrides, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        resolve_config("early-stopping", overrides)
+
+
+@pytest.mark.parametrize("kind, overrides, match", [
+    ("layerwise", {"eval_per_class": 0}, "eval_per_class must be an integer"),
+    ("layerwise", {"data": {"test_size": 1.5}}, r"test_size must be a number in \(0, 1\)"),
+    ("layerwise", {"train": {"epochs": -1}}, r"train.epochs must be an integer in \[0"),
+    ("layerwise", {"eval_on": "val"}, "eval_on must be one of"),
+    ("layerwise", {"pooling": "max"}, "pooling must be one of"),
+    ("compare", {"models": [{"name": "m", "model": {"kind": "resnet"}}]}, r"models\[0\].model.kind must be"),
+    ("stability", {"seeds": [3]}, "at least two distinct seeds"),
+])
+def test_config_value_checks(kind, overrides, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        resolve_config(kind, overrides)
+
+
+def test_yaml_files_that_are_wrong_in_every_way(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("k: 5\nk: 7\n")
+    with pytest.raises(FileFormatError, match="duplicate key 'k' at line 2"):
+        load_config("layerwise", dup)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("layers: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(FileFormatError, match="not UTF-8"):
+        load_config("layerwise", latin)
+    with pytest.raises(FileFormatError, match="is a folder"):
+        load_config("layerwise", tmp_path)
