@@ -18,7 +18,7 @@ import numpy as np
 
 from .._validate import check_choice, check_labels
 from ..engine.settings import GraphSettings
-from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
+from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..io import fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
 from ..measures.labels import label_variation
@@ -107,6 +107,14 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         if len(H) != len(codes):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
+        if not np.isfinite(H).all():  # the generic "drop those rows" fix is wrong for a model's activations
+            bad = int((~np.isfinite(H).all(axis=1)).sum())
+            fix = ("the model's activations are not finite: training diverged or overflowed. Lower the learning "
+                   "rate (study config: train.lr) or normalise the inputs, in a new run folder"
+                   if _source and "model" in _source
+                   else "drop or impute those rows of the features first")
+            raise NonFiniteError(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {bad} of {len(H)} rows "
+                                 f"hold NaN/inf; {fix}")
         try:
             df, summary = point_metrics(H, classes[codes], settings=s, check_class_sizes=False, progress=progress)
             summary.update(_class_geometry(H, codes, len(classes)))
