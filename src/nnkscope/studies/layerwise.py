@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validate import check_choice, check_labels
+from .._validate import as_points, check_choice, check_labels
+from ..engine.pipeline import build_graph
 from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
-from ..io import fingerprint
+from ..io import ArraySource, fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
 from ..measures.labels import label_variation
-from ..measures.metrics import point_metrics
+from ..measures.metrics import describe_graph
 from ..nn.capture import capture
 from ..store import RunStore
 
@@ -108,9 +109,15 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
         try:
-            df, summary = point_metrics(H, classes[codes], settings=s, check_class_sizes=False, progress=progress)
+            parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress)
+            df, summary = describe_graph(parts, classes[codes])
             summary.update(_class_geometry(H, codes, len(classes)))
-            summary["label_variation"] = label_variation(H, codes, k=min(10, len(H) - 1))
+            k_lv = min(10, len(H) - 1)
+            shared = None
+            if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
+                g = parts.read(0, ["candidates", "distances"])
+                shared = (g["candidates"], g["distances"])
+            summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
         except NNKScopeError as exc:  # name the unit: a study measures many
             raise type(exc)(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {exc}") from exc
         summary["layer_index"] = index
