@@ -258,7 +258,8 @@ def describe_graph(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_
     G = parts.to_graph()
     summary = {"n": parts.plan.n, "k": s.k, "kernel": s.kernel, "sigma": G.params["sigma"],
                "curvature_dim": df.attrs["curvature_dim"], **column_means(df),
-               "median_local_id": float(np.median(df["local_id"])), **G.summary(s.symmetrize)}
+               "median_local_id": float(np.median(df["local_id"])), **G.summary(s.symmetrize),
+               "knn_method": G.params["knn"]["method"], "knn_recall": G.params["knn"].get("recall") or np.nan}
     if labels is not None:
         classes, codes = labels
         summary["loo_fallback_nodes"] = int(((G.theta > 0).sum(axis=1) == 0).sum())
