@@ -93,7 +93,7 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 1000, l
     return float(low), float(high)
 
 
-def permutation_test(statistic: Callable[[np.ndarray, np.ndarray], float], A, B, *, n_perm: int = 1000,
+def permutation_test(statistic: Callable[[np.ndarray, np.ndarray], float], A, B, n_perm: int = 1000, *,
                      seed: int = 0, alternative: str = "greater") -> float:
     """p-value of ``statistic(A, B)`` against its values with the rows of ``B`` randomly permuted.
 
