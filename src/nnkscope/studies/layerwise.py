@@ -17,13 +17,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._validate import as_points, check_choice, check_labels
+from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph
 from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
 from ..io import ArraySource, fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
 from ..measures.metrics import describe_graph
+from ..measures.spectral import spectral_summary
+from ..measures.uncertainty import bootstrap_ci
 from ..nn.capture import capture
 from ..store import RunStore
 
@@ -118,6 +122,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
                 g = parts.read(0, ["candidates", "distances"])
                 shared = (g["candidates"], g["distances"])
             summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
+            summary.update(_peer_measures(H, parts, df))
         except NNKScopeError as exc:  # name the unit: a study measures many
             raise type(exc)(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {exc}") from exc
         summary["layer_index"] = index
@@ -191,6 +196,34 @@ def _todo(store, keys, names, settings, source, labels_fp, on_change) -> list[st
     unit = _unit(settings, source, labels_fp)
     return [n for n in names if not store.has("points", layer=n, **keys)
             or _changed(store, keys, n, known, unit, on_change)]
+
+
+# per-point columns whose layer-level mean gets a bootstrap interval: layer column -> (point column, statistic)
+CI_COLUMNS = {"mean_nnk_degree": ("nnk_degree", "mean"), "mean_diameter": ("diameter", "mean"),
+              "mean_local_id": ("local_id", "mean"), "mean_curvature": ("curvature", "mean"),
+              "mean_interpolation_error": ("interpolation_error", "mean"),
+              "loo_error_nnk": ("loo_error_nnk", "mean"), "loo_error_kernel": ("loo_error_kernel", "mean"),
+              "homogeneous_fraction_H": ("homogeneity", "homogeneous")}
+N_BOOT = 400
+
+
+def _peer_measures(H: np.ndarray, parts, df) -> dict:
+    """Global intrinsic dimension (on the graph's own neighbour search), spectral summaries, and percentile-bootstrap
+    intervals (over points, seeded) of the layer means of per-point metrics."""
+    g = parts.read(0, ["candidates", "distances"])
+    nbrs = Neighbors(g["candidates"], g["distances"], parts.settings.metric, parts.settings.knn.name,
+                     parts.settings.duplicates, 0)
+    out = {"id_twonn": intrinsic_dimension(H, "twonn", neighbors=nbrs),
+           "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(intrinsic_dimension(H, "pca"))}
+    spec = spectral_summary(H)
+    out.update(rankme=spec["rankme"], participation_ratio=spec["participation_ratio"],
+               stable_rank=spec["stable_rank"], spectral_alpha=spec["alpha"])
+    for name, (col, stat) in CI_COLUMNS.items():
+        if col in df:
+            values = df[col].to_numpy(dtype=np.float64)
+            fn = np.mean if stat == "mean" else (lambda v: float(np.mean(v == 1)))
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(fn, values, n_boot=N_BOOT, seed=0)
+    return out
 
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:

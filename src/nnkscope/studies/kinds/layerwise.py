@@ -14,7 +14,8 @@ from ..figures import grid, html_table, png
 LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
                  ("separation_fuzziness", "separation fuzziness D (log)", True), ("nc1", "NC1 (log)", True),
                  ("homogeneous_fraction_H", "homogeneous nodes H", False), ("mean_diameter", "mean diameter", False),
-                 ("label_variation", "label variation (10-NN graph)", False)]
+                 ("label_variation", "label variation (10-NN graph)", False),
+                 ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
 def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
@@ -87,8 +88,11 @@ def _layers_section(store: RunStore) -> dict:
     fig, axes = grid(len(metrics))  # across layers, one line per recorded epoch
     for ax, (col, title, log) in zip(axes, metrics, strict=False):
         for (model, epoch), sub in layers.groupby(["model", "epoch"]):
-            ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
+            line, = ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
                 epoch == last_epoch[model]))
+            if f"{col}_ci_low" in sub:  # 95% bootstrap band over points
+                ax.fill_between(sub.layer_index, sub[f"{col}_ci_low"], sub[f"{col}_ci_high"], color=line.get_color(),
+                                alpha=0.15, lw=0)
         ax.set(title=title, xlabel="layer (0 = input)", yscale="log" if log else "linear")
         ax.set_xticks(sorted(layers.layer_index.unique()))
         ax.grid(alpha=0.3)
