@@ -285,24 +285,57 @@ def _cmd_metrics(args) -> int:
 
 
 def _add_query_parser(sub) -> None:
-    p = sub.add_parser("query", help="DuckDB SQL over a run folder's tables",
-                       description="Run SQL over the Parquet tables of a run folder (one view per table).")
+    p = sub.add_parser("query", help="read-only SQL (one SELECT) over a run folder's tables",
+                       description="Run one read-only SELECT (DuckDB SQL; WITH ... SELECT allowed) over the Parquet "
+                                   "tables of a run folder (one view per table). The query cannot read or write "
+                                   "files, so it sees only the run and cannot change it.")
     p.add_argument("run_dir")
     p.add_argument("sql")
-    p.add_argument("-o", "--output", help="write the result as CSV instead of printing it")
+    p.add_argument("-o", "--output", help="write the result to this file instead of printing it: .csv, .parquet "
+                                          "or .json (records); not inside the run folder")
     p.set_defaults(func=_cmd_query)
 
 
+_QUERY_OUTPUTS = (".csv", ".parquet", ".json")
+
+
 def _cmd_query(args) -> int:
+    from pathlib import Path
+
+    from .errors import InvalidParameterError
     from .io import atomic_path
     from .store import RunStore
 
-    df = RunStore(args.run_dir, create=False).query(args.sql)
-    if args.output:
-        with atomic_path(args.output) as tmp:
+    store = RunStore(args.run_dir, create=False)
+    if not args.output:
+        print(store.query(args.sql).to_string(index=False))
+        return 0
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in _QUERY_OUTPUTS:
+        raise InvalidParameterError(f"--output {out}: unknown format {suffix or '(no extension)'!r}; name the "
+                                    f"file with one of {', '.join(_QUERY_OUTPUTS)}")
+    run, target = store.root.resolve(), out.resolve()
+    if target == run or run in target.parents:
+        raise InvalidParameterError(f"--output {out} is inside the run folder {args.run_dir}; write the result "
+                                    "elsewhere so the run stays as the study wrote it")
+    if target.is_dir():
+        raise InvalidParameterError(f"--output {out} is an existing folder; give a file name")
+    stack = contextlib.ExitStack()
+    try:  # the temporary file is created now, so an unwritable output fails before the query runs
+        tmp = stack.enter_context(atomic_path(out))
+    except OSError as exc:
+        raise InvalidParameterError(f"--output {out} cannot be written ({exc}); choose a writable location") \
+            from exc
+    with stack:
+        df = store.query(args.sql)
+        if suffix == ".csv":
             df.to_csv(tmp, index=False)
-    else:
-        print(df.to_string(index=False))
+        elif suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", force_ascii=False, date_format="iso")
+    print(f"{len(df)} rows -> {out}")
     return 0
 
 
