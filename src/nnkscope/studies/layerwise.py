@@ -23,6 +23,7 @@ from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
 from ..io import ArraySource, fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.embedding import spectral_embedding
 from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
 from ..measures.metrics import describe_graph
@@ -123,6 +124,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
                 shared = (g["candidates"], g["distances"])
             summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
             summary.update(_peer_measures(H, parts, df))
+            df["view_x"], df["view_y"], summary["view"] = _picture(H, parts)
         except NNKScopeError as exc:  # name the unit: a study measures many
             raise type(exc)(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {exc}") from exc
         summary["layer_index"] = index
@@ -224,6 +226,22 @@ def _peer_measures(H: np.ndarray, parts, df) -> dict:
             fn = np.mean if stat == "mean" else (lambda v: float(np.mean(v == 1)))
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(fn, values, n_boot=N_BOOT, seed=0)
     return out
+
+
+SPECTRAL_VIEW_MAX = 5000  # above this the sparse eigensolver costs more than the rest of the layer: PCA instead
+
+
+def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
+    """A 2-D picture of the layer for the report: the spectral embedding of its NNK graph (Laplacian eigenmaps on
+    the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal components above."""
+    if len(H) <= SPECTRAL_VIEW_MAX:
+        E = spectral_embedding(parts.to_graph(), 2)
+        return E[:, 0], E[:, 1], "spectral"
+    C = H - H.mean(axis=0)
+    _, _, Vt = np.linalg.svd(C[np.random.default_rng(0).choice(len(C), min(len(C), 5000), replace=False)],
+                             full_matrices=False)
+    E = C @ Vt[:2].T
+    return E[:, 0], E[:, 1], "pca"
 
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:

@@ -117,6 +117,9 @@ def _layers_section(store: RunStore) -> dict:
         ax.set(title=f"{col} at the last epoch")
     axes[0].legend(fontsize=7)
     figs.append(("Per-point distributions", png(fig)))
+    if "view_x" in store.read("points").columns:
+        figs.append(("Each layer in 2-D (spectral embedding of its NNK graph; PCA for large layers), last epoch, "
+                     "coloured by label", _views(store)))
     table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
         "model", "layer", "kernel")])
     return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
@@ -157,3 +160,21 @@ TRAINING = StudyKind(
               "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30]},
     checks={**_LAYER_CHECKS, "epochs": each(integer(0))},
     summary="the same at chosen epochs of one training run (0 = initialisation)")
+
+
+def _views(store: RunStore) -> str:
+    """One scatter per layer of the last epoch of the first model, points coloured by label."""
+    pts = store.read("points")
+    model = sorted(pts["model"].unique())[0]
+    pts = pts[(pts["model"] == model) & (pts["epoch"] == pts[pts["model"] == model]["epoch"].max())]
+    layers = store.read("layers")
+    order = layers[layers["model"] == model].drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
+    order = [name for name in order if name in set(pts["layer"])]
+    fig, axes = grid(len(order))
+    codes = {c: i for i, c in enumerate(sorted(pts["label"].astype(str).unique()))}
+    for ax, name in zip(axes, order, strict=False):
+        sub = pts[pts["layer"] == name]
+        ax.scatter(sub["view_x"], sub["view_y"], c=[codes[str(v)] for v in sub["label"]], cmap="tab10", s=4,
+                   alpha=0.7, lw=0)
+        ax.set(title=f"{model}: {name}", xticks=[], yticks=[])
+    return png(fig)
