@@ -355,6 +355,10 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("kind", choices=list(KINDS), help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()))
     p.add_argument("--config", help="YAML file overriding the kind's defaults")
     p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--local-cluster", type=int, metavar="N",
+                       help="measure the layers as tasks on a Dask LocalCluster of N workers (layerwise, training)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=_cmd_study)
@@ -408,7 +412,17 @@ def _cmd_study(args) -> int:
         print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
         return 0
     _check_run_folder(args.out)
-    _, table = run_study(args.kind, cfg, args.out)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.local_cluster:
+            from .executor import local_cluster
+
+            client = stack.enter_context(local_cluster(args.local_cluster, threads_per_worker=1))
+        elif args.scheduler:
+            from .executor import connect
+
+            client = stack.enter_context(connect(args.scheduler))
+        _, table = run_study(args.kind, cfg, args.out, executor=client)
     if not args.no_report:
         from .report import write_report
 

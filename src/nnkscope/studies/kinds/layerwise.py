@@ -18,7 +18,7 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
                  ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
-def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
+def _measure_training(cfg: dict, store: RunStore, epochs, progress, executor=None) -> object:
     from ..layerwise import TrainingCallback
 
     data = load_data(cfg["data"])
@@ -32,6 +32,7 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
         return store.read("layers")
     model = build_model(cfg["model"], data, cfg["seed"])
     cb = TrainingCallback(store, Xe, ye, cfg["layers"], every=0, epochs=epochs, model_name=name, k=cfg["k"],
+                          executor=executor,
                           pooling=cfg["pooling"], progress=progress)
     if 0 in epochs:
         cb(0, model)
@@ -44,7 +45,7 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress) -> object:
     return store.read("layers")
 
 
-def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
+def _measure_minilm(cfg: dict, store: RunStore, progress, executor=None) -> None:
     """The packaged MiniLM encoder (pretrained, no training) on offline topic-labelled sentences."""
     from ...nn.capture import hidden_states
     from ...nn.datasets import topic_sentences
@@ -58,24 +59,25 @@ def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
         return
     bert, tokenizer, _ = load_minilm()
     measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
+                   executor=executor,
                    progress=progress)
 
 
-def run_layerwise(cfg: dict, store: RunStore, progress=None):
+def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None):
     """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one).  With model kind
     ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0)."""
     if cfg["model"]["kind"] == "minilm":
-        _measure_minilm(cfg, store, progress)
+        _measure_minilm(cfg, store, progress, executor)
         layers = store.read("layers")
     else:
-        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress)
+        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, executor)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
 
 
-def run_training(cfg: dict, store: RunStore, progress=None):
+def run_training(cfg: dict, store: RunStore, progress=None, executor=None):
     """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation)."""
-    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress)
+    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, executor)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "separation_fuzziness", "label_variation"]]
 
