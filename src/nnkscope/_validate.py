@@ -23,11 +23,6 @@ def _expr(name: str) -> str:
     return name if name.isidentifier() else "X"
 
 
-def _resave(name: str) -> str:
-    """For an array read from a file (a descriptive name), the fix must be saved back to take effect."""
-    return "" if name.isidentifier() else " (then save the array again)"
-
-
 def as_points(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
     """Return ``X`` as a C-contiguous 2-D float32/float64 array, or raise a specific error.
 
@@ -44,14 +39,13 @@ def as_points(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
     elif arr.dtype.kind != "f":
         raise InputDTypeError(
             f"{name} has dtype {arr.dtype}, which nnkscope cannot use; convert it to real numbers first, "
-            f"e.g. {_expr(name)}.astype(np.float32){_resave(name)}"
+            f"e.g. {_expr(name)}.astype(np.float32)"
         )
     if arr.ndim != 2:
         x = _expr(name)
         hint = f"{x}.reshape(len({x}), -1)" if arr.ndim > 2 else f"{x}.reshape(-1, 1)"
         raise InputShapeError(
             f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}. Use {hint} to flatten it"
-            f"{_resave(name)}"
         )
     if arr.shape[0] < min_rows:
         raise TooFewPointsError(f"{name} has {arr.shape[0]} rows; at least {min_rows} are needed")
@@ -73,7 +67,7 @@ def check_range(arr: np.ndarray, name: str = "X") -> None:
     if big > MAX_ABS or 0 < big < 1 / MAX_ABS:
         raise InputRangeError(
             f"{name} has values of magnitude {big:.3g}; squared distances would leave float64's range. "
-            f"Rescale it first, e.g. {_expr(name)} = {_expr(name)} / np.abs({_expr(name)}).max(){_resave(name)}"
+            f"Rescale it first, e.g. {_expr(name)} = {_expr(name)} / np.abs({_expr(name)}).max()"
         )
 
 
@@ -92,7 +86,7 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     x = _expr(name)
     raise NonFiniteError(
         f"{name} contains {n_bad} NaN/inf value(s) in {bad_rows.size} row(s) (first: row {int(bad_rows[0])}); "
-        f"drop or impute those rows first, e.g. {x} = {x}[np.isfinite({x}).all(axis=1)]{_resave(name)}"
+        f"drop or impute those rows first, e.g. {x} = {x}[np.isfinite({x}).all(axis=1)]"
     )
 
 
@@ -198,7 +192,8 @@ def check_labels(y, n: int | None = None, *, name: str = "y", min_classes: int =
         codes, classes = pd.factorize(pd.Series(arr, dtype=object), sort=False)
         classes = np.asarray(classes, dtype=object)
     if len(classes) < min_classes:
-        only = repr(classes[0]) if len(classes) else "none"
-        raise InvalidParameterError(f"{name} holds {len(classes)} class(es) ({only}); at least {min_classes} are "
-                                    "needed")
+        held = (f"a single class ({classes[:1].tolist()[0]!r})" if len(classes) == 1
+                else f"{len(classes)} classes" if len(classes) else "no class")
+        raise InvalidParameterError(f"{name} holds {held}; at least {min_classes} classes are needed (one class "
+                                    f"leaves nothing to tell apart). Pass labels of {min_classes} or more classes")
     return classes, np.asarray(codes, dtype=np.int64).ravel()

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from ..errors import InvalidParameterError
 from ..store import RunStore
 from .base import StudyKind, load_yaml
@@ -55,14 +57,22 @@ def load_config(kind: str, path) -> dict:
     return resolve_config(kind, load_yaml(path))
 
 
-def run_study(kind: str, config: dict, out, *, progress: bool | None = None):
+def run_study(kind: str, config: dict, out, *, progress: bool | None = None, executor=None):
     """Run a resolved study config into the run folder ``out``; returns ``(store, table)``.
 
-    The config is checked again first, so nothing is written for a config that fails validation.
+    The config is checked again first, so nothing is written for a config that fails validation.  ``executor``
+    (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks, for the kinds that measure
+    layers (``layerwise``, ``training``); the tables are the same as in this process.
     """
     study = get_kind(kind)
     config = study.resolve(config)
+    takes_executor = "executor" in inspect.signature(study.run).parameters
+    if executor is not None and not takes_executor:
+        raise InvalidParameterError(f"study kind {kind!r} runs in this process only; drop the executor "
+                                    "(--local-cluster / --scheduler)")
     store = RunStore(out, params={"study": kind, **config})
+    if takes_executor:
+        return store, study.run(config, store, progress=progress, executor=executor)
     return store, study.run(config, store, progress=progress)
 
 
