@@ -158,18 +158,16 @@ def test_which_part_files_count_as_stale(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, timeout=60)
-    dead_pid, me, host = int(dead.stdout), os.getpid(), _host_id()
+    dead_pid, me, host = f"{int(dead.stdout):08x}", f"{os.getpid():08x}", _host_id()
     other = "0" * 8 if host != "0" * 8 else "1" * 8
     old = STALE_PART_SECONDS + 60
     files = {  # name: (seconds since last modified, expected to survive the next write of out.txt)
-        f".out.txt.{dead_pid}-{host}-a1.part": (0, False),
-        f".out.txt.{me}-{host}-b2.part": (0, True),
-        f".out.txt.{me}-{host}-b3.part": (old, False),
-        f".out.txt.{dead_pid}-{other}-c4.part": (0, True),
-        f".out.txt.{dead_pid}-{other}-c5.part": (old, False),
-        f".out.txt.{'e' * 32}.part": (0, True),  # the former name (no PID): age only
-        f".out.txt.{'f' * 32}.part": (old, False),
-        f".other.txt.{dead_pid}-{host}-d6.part": (old, True),
+        f".out.txt.{dead_pid}{host}{'a' * 16}.part": (0, False),
+        f".out.txt.{me}{host}{'b' * 16}.part": (0, True),
+        f".out.txt.{me}{host}{'c' * 16}.part": (old, False),
+        f".out.txt.{dead_pid}{other}{'d' * 16}.part": (0, True),
+        f".out.txt.{dead_pid}{other}{'e' * 16}.part": (old, False),
+        f".other.txt.{dead_pid}{host}{'f' * 16}.part": (old, True),
     }
     for name, (age, _) in files.items():
         (tmp_path / name).write_text("x")
@@ -179,6 +177,15 @@ def test_which_part_files_count_as_stale(tmp_path):
         tmp.write_text("new")
     kept = {p.name for p in tmp_path.iterdir()}
     assert kept == {"out.txt"} | {name for name, (_, keep) in files.items() if keep}
+
+
+def test_run_folders_recognise_the_temporary_names(tmp_path):
+    """RunStore's sweep finds io.atomic_path's temporaries (e.g. a report being written) by their name."""
+    from nnkscope.io import atomic_path
+    from nnkscope.store import _TEMP
+
+    with atomic_path(tmp_path / "report.html") as tmp:
+        assert _TEMP.fullmatch(tmp.name) and tmp.name.startswith(".report.html.")
 
 
 def test_atomic_path_under_a_file_names_the_obstacle(tmp_path):

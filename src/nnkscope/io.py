@@ -74,14 +74,14 @@ def _remove_stale_parts(path: Path) -> list[Path]:
         names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".part")]
     except OSError:
         return []
-    ours = re.compile(rf"^{re.escape(prefix)}(\d+)-([0-9a-f]{{8}})-[0-9a-f]+\.part$")
+    ours = re.compile(rf"^{re.escape(prefix)}([0-9a-f]{{8}})([0-9a-f]{{8}})[0-9a-f]{{16}}\.part$")
     removed, now = [], time.time()
     for name in names:
         tmp = path.parent / name
         m = ours.match(name)
         try:
             stale = now - tmp.stat().st_mtime > STALE_PART_SECONDS or (
-                m is not None and m.group(2) == _host_id() and not _pid_alive(int(m.group(1))))
+                m is not None and m.group(2) == _host_id() and not _pid_alive(int(m.group(1), 16)))
             if stale:
                 tmp.unlink()
                 removed.append(tmp)
@@ -111,19 +111,26 @@ def _unwritable_message(path: Path, flag: str | None, exc: OSError | None = None
     return f"{where}: cannot write into {anc} ({why}); choose a folder you can write to"
 
 
+def _temp_name(path: Path) -> Path:
+    """A new hidden temporary path beside ``path`` naming its writer (PID, host) for :func:`_remove_stale_parts`."""
+    return path.parent / f".{path.name}.{os.getpid() & 0xFFFFFFFF:08x}{_host_id()}{uuid.uuid4().hex[:16]}.part"
+
+
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it.
 
-    The temporary file is ``.<name>.<pid>-<host>-<random>.part``; stale ones of the same target left by killed
-    writers are deleted first (see :func:`_remove_stale_parts` for when a file counts as stale).
+    The temporary file is ``.<name>.<32 hex digits>.part``: the writer's PID (8), its host (8, see
+    :func:`_host_id`) and 16 random digits -- the same shape as before PIDs were recorded, which RunStore's sweep
+    recognises.  Stale ones of the same target left by killed writers are deleted first (see
+    :func:`_remove_stale_parts` for when a file counts as stale).
     """
     path = Path(path)
     _make_parent(path)
     _remove_stale_parts(path)
     # created like any new file (0666 minus the umask; mkstemp would make it 0600, unreadable to others), with
     # O_EXCL and a random name so concurrent writers never share a temporary file
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{_host_id()}-{uuid.uuid4().hex[:12]}.part"
+    tmp = _temp_name(path)
     try:
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
@@ -214,7 +221,7 @@ def _check_writable(path: Path, flag: str | None) -> None:
     ancestor must be a writable folder, in which the missing folders will be created)."""
     parent = path.parent
     if parent.is_dir():
-        probe = parent / f".{path.name}.{os.getpid()}-{_host_id()}-{uuid.uuid4().hex[:12]}.part"
+        probe = _temp_name(path)
         try:
             os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except OSError as exc:
