@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import threading
 import uuid
 import zipfile
 from contextlib import contextmanager, suppress
@@ -58,30 +60,57 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_TEMP_NAME = re.compile(r"\.(.+)\.([0-9a-f]{8})([0-9a-f]{8})[0-9a-f]{16}\.part")  # target, PID, host, random
+_LISTING_TTL = 60.0  # seconds a folder's listing of temporary files is reused by this process
+_listings: dict[str, tuple[float, dict[str, list[str]]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _temporaries_of(path: Path) -> list[str]:
+    """Names of the temporary files of ``path`` in its folder, not yet looked at by this process.
+
+    A folder is listed at most once a minute per process (then the names are handed out target by target): a
+    part folder of 10,000 blocks would otherwise be listed at every write, quadratic in the number of blocks.
+    """
+    import time
+
+    folder, now = str(path.parent), time.monotonic()
+    with _listings_lock:
+        entry = _listings.get(folder)
+        if entry is None or now - entry[0] > _LISTING_TTL:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            by_target: dict[str, list[str]] = {}
+            for name in names:
+                m = _TEMP_NAME.fullmatch(name) if name.endswith(".part") else None
+                if m:
+                    by_target.setdefault(m.group(1), []).append(name)
+            if len(_listings) > 4096:  # a bound, not an LRU: re-listing costs one listdir
+                _listings.clear()
+            entry = _listings[folder] = (now, by_target)
+        return entry[1].pop(path.name, [])
+
+
 def _remove_stale_parts(path: Path) -> list[Path]:
     """Delete temporary files of ``path`` left by writers that died without cleaning up (SIGKILL, power loss).
 
     A ``.part`` file is stale when its writer ran on this host (same PID namespace) and that PID is gone, or when
     it has not been modified for :data:`STALE_PART_SECONDS` (any writer, also on another host of a shared file
     system, or a name from before PIDs were recorded): a live writer keeps writing, so its file stays fresh.  A
-    live writer of the same target is never touched, so concurrent writers stay safe.
+    live writer of the same target is never touched, so concurrent writers stay safe.  Orphans that appear after
+    this process listed the folder are found at its next listing (a minute later) or by the next process.
     """
-    import re
     import time
 
-    prefix = f".{path.name}."
-    try:
-        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".part")]
-    except OSError:
-        return []
-    ours = re.compile(rf"^{re.escape(prefix)}([0-9a-f]{{8}})([0-9a-f]{{8}})[0-9a-f]{{16}}\.part$")
     removed, now = [], time.time()
-    for name in names:
+    for name in _temporaries_of(path):
         tmp = path.parent / name
-        m = ours.match(name)
+        m = _TEMP_NAME.fullmatch(name)
         try:
             stale = now - tmp.stat().st_mtime > STALE_PART_SECONDS or (
-                m is not None and m.group(2) == _host_id() and not _pid_alive(int(m.group(1), 16)))
+                m.group(3) == _host_id() and not _pid_alive(int(m.group(2), 16)))
             if stale:
                 tmp.unlink()
                 removed.append(tmp)
