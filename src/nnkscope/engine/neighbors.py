@@ -400,7 +400,7 @@ def _trusted(space: _Space, queries: _Space, rows, wd, wi, dk) -> tuple[np.ndarr
     return trusted, ~trusted & (~ok | ((last <= 2 * err) & (dk > 0)))
 
 
-_SCAN_CHUNK = 2048  # database rows per pass of the float64 scan (a few MB: stays in cache across the queries)
+_SCAN_CHUNK = 2048  # database rows per pass of the float64 scan (one transposed float64 copy serves all queries)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -408,23 +408,42 @@ def _scan(Q, q_inv, X, inv_norms, cosine, rows, self_idx, k, drop_dup, dup_eps, 
           has_dup):
     """Exact float64 kNN of ``Q[rows]`` over every row of ``X`` (the fallback where float32 cannot decide).
 
-    Database rows stream in chunks (outer loop) and queries in parallel (inner), each keeping its best ``k``
-    valid candidates by (distance, index): memory O(rows * k).  Same conventions as :func:`_refine`.
+    Database rows stream in chunks, transposed once per chunk so that each query's loop over the chunk's rows is
+    vectorisable; every distance still sums its features in order, so it is bitwise :func:`_exact_distance`.
+    Each query keeps its best ``k`` valid candidates by (distance, index): memory O(rows * k + chunk * d).
+    Same conventions as :func:`_refine`.
     """
     B = rows.size
-    N = X.shape[0]
+    N, d = X.shape
     for r in range(B):
         n_valid[r] = 0
         has_dup[r] = False
+    XT = np.empty((d, _SCAN_CHUNK))
     for lo in range(0, N, _SCAN_CHUNK):
-        hi = min(N, lo + _SCAN_CHUNK)
+        w = min(N, lo + _SCAN_CHUNK) - lo
+        for t in range(d):
+            for c in range(w):
+                XT[t, c] = np.float64(X[lo + c, t])
         for r in nb.prange(B):
             qi = rows[r]
+            acc = np.zeros(w)
+            if cosine:
+                for t in range(d):
+                    qt = np.float64(Q[qi, t])
+                    for c in range(w):
+                        acc[c] += qt * XT[t, c]
+            else:
+                for t in range(d):
+                    qt = np.float64(Q[qi, t])
+                    for c in range(w):
+                        diff = qt - XT[t, c]
+                        acc[c] += diff * diff
             m = n_valid[r]
-            for j in range(lo, hi):
+            for c in range(w):
+                j = lo + c
                 if j == self_idx[r]:
                     continue
-                dj = _exact_distance(Q, q_inv, qi, X, inv_norms, cosine, j)
+                dj = max(0.0, 1.0 - acc[c] * q_inv[qi] * inv_norms[j]) if cosine else np.sqrt(acc[c])
                 if dj <= dup_eps:
                     has_dup[r] = True
                     if drop_dup:
