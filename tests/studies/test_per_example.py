@@ -75,3 +75,104 @@ def test_label_propagation_quick(tmp_path):
     # NNK keeps a subset of the kNN edges; the reference rule fewer still
     assert (e["knn"] > e["nnk-max"]).all() and (e["nnk-max"] > e["nnk-reference"]).all()
     assert "Label propagation" in page and "best NNK graph" in page
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reliability: AUROC, label noise, OOD
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_matches_sklearn_with_ties(seed):
+    from sklearn.metrics import roc_auc_score
+
+    from nnkscope.measures.reliability import auroc
+
+    r = np.random.default_rng(seed)
+    n = int(r.integers(5, 300))
+    y = r.random(n) < r.uniform(0.1, 0.9)
+    y[:2] = [True, False]
+    # integer scores: many ties, the case where averaging ranks matters
+    s = r.integers(0, 4, n) + y * r.integers(0, 2, n) if seed % 2 else r.normal(size=n) + y
+    assert auroc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert auroc(-s, y) == pytest.approx(1 - roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auroc_and_precision_edge_cases():
+    from nnkscope.measures.reliability import auroc, precision_at_n
+
+    assert auroc(np.ones(6), [1, 0, 1, 0, 0, 1]) == 0.5
+    assert auroc([0.0, 1.0, 2.0], [0, 0, 1]) == 1.0
+    with pytest.raises(InvalidParameterError, match="both positives and negatives"):
+        auroc([0.1, 0.2], [True, True])
+    with pytest.raises(InvalidParameterError, match="0/1"):
+        auroc([0.1, 0.2], [2, 0])
+    with pytest.raises(InvalidParameterError, match="finite"):
+        auroc([np.nan, 0.2], [1, 0])
+    assert precision_at_n([3.0, 2.0, 1.0, 0.0], [1, 0, 1, 0]) == 0.5
+    assert precision_at_n([3.0, 2.0, 1.0, 0.0], [1, 0, 1, 0], n=1) == 1.0
+
+
+def test_flip_labels():
+    from nnkscope.measures.reliability import flip_labels
+
+    y = np.repeat(np.array(["a", "b", "c", "d"]), 250)
+    noisy, flipped = flip_labels(y, 0.1, seed=7)
+    assert flipped.sum() == 100 and (noisy[flipped] != y[flipped]).all() and (noisy[~flipped] == y[~flipped]).all()
+    # the new label is any of the other classes
+    assert set(noisy[flipped & (y == "a")]) == {"b", "c", "d"}
+    again, f2 = flip_labels(y, 0.1, seed=7)
+    assert (again == noisy).all() and (f2 == flipped).all()
+    with pytest.raises(InvalidParameterError, match=r"\(0, 1\)"):
+        flip_labels(y, 0.0)
+
+
+def test_label_noise_scores_against_brute_force(digits, digits_labels):
+    from helpers import dense_kernel, nnls_oracle
+
+    from nnkscope.measures.reliability import flip_labels, label_noise_scores
+
+    X, y = digits[:150], digits_labels[:150]
+    noisy, _ = flip_labels(y, 0.1, seed=0)
+    k = 8
+    s = label_noise_scores(X, noisy, k)
+    idx, _ = brute_knn(X, k, "cosine")
+    K = dense_kernel(X, "cosine")
+    for i in range(len(X)):
+        same = noisy[idx[i]] == noisy[i]
+        assert s["knn"][i] == pytest.approx(1 - same.mean(), abs=1e-12)
+        g = K[idx[i], i]
+        assert s["wknn"][i] == pytest.approx(1 - g[same].sum() / g.sum(), abs=1e-12)
+        theta = nnls_oracle(K[np.ix_(idx[i], idx[i])], g, 1e-10)
+        assert s["nnk"][i] == pytest.approx(1 - theta[same].sum() / theta.sum(), abs=1e-6)
+
+
+def test_ood_scores_components(digits, digits_labels):
+    from nnkscope.errors import InputShapeError
+    from nnkscope.measures.reliability import ood_scores
+
+    inside = digits_labels < 8
+    Xtr, Q = digits[inside][:400], digits[:60]
+    s = ood_scores(Xtr, Q, k=10, n_atoms=20)
+    U = lambda A: A / np.linalg.norm(A, axis=1, keepdims=True)  # noqa: E731
+    brute = np.sort(1 - U(Q) @ U(Xtr).T, axis=1)[:, 9]
+    np.testing.assert_allclose(s["knn_distance"], brute, atol=1e-9)
+    assert ((s["interpolation_error"] >= 0) & (s["interpolation_error"] <= 1)).all()
+    np.testing.assert_allclose(s["score"], (s["interpolation_error"] + s["nnk_means_error"]) / 2)
+    with pytest.raises(InputShapeError, match="features"):
+        ood_scores(Xtr, Q[:, :5])
+
+
+def test_reliability_quick_beats_chance(tmp_path):
+    store, t, page = quick("reliability", tmp_path)
+    ln, ood = store.read("label_noise").iloc[0], store.read("ood").iloc[0]
+    # margins over chance (0.5) stated: label noise >= 0.4 above chance, OOD >= 0.25 above chance
+    # (observed on this config: 0.994 and 0.921)
+    assert ln.auroc >= 0.9 and ln.baseline_auroc >= 0.9
+    assert ood.auroc >= 0.75 and ood.auroc_interpolation_error >= 0.75
+    assert ln.n_flipped == 50 and ood.n_out > 0 and ood.n_in + ood.n_out == 200
+    assert set(t.task) == {"label noise", "OOD"} and {"auroc", "baseline_auroc"} <= set(t.columns)
+    assert "kNN distance" in page
+    with pytest.raises(InvalidParameterError, match="held_out"):
+        quick("reliability", tmp_path / "bad", held_out=[[42]])
+    with pytest.raises(InvalidParameterError, match="held_out must be"):
+        resolve_config("reliability", {"held_out": [8, 9]})

@@ -15,6 +15,7 @@ from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
 from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.reliability import RELIABILITY
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
@@ -23,6 +24,7 @@ __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "ru
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
                                                    EARLY_STOPPING, WIDTH_SWEEP)}
 KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
+KINDS[RELIABILITY.name] = RELIABILITY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
