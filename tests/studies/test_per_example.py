@@ -176,3 +176,57 @@ def test_reliability_quick_beats_chance(tmp_path):
         quick("reliability", tmp_path / "bad", held_out=[[42]])
     with pytest.raises(InvalidParameterError, match="held_out must be"):
         resolve_config("reliability", {"held_out": [8, 9]})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# robustness
+
+
+def test_support_jaccard_against_sets(rng):
+    from nnkscope.studies.robustness import support_jaccard
+
+    ca, cb = rng.integers(0, 30, (50, 8)), rng.integers(0, 30, (50, 8))
+    ta, tb = rng.random((50, 8)) * (rng.random((50, 8)) < 0.5), rng.random((50, 8)) * (rng.random((50, 8)) < 0.5)
+    got = support_jaccard(ca, ta, cb, tb)
+    for i in range(50):
+        a, b = set(ca[i][ta[i] > 0]), set(cb[i][tb[i] > 0])
+        assert got[i] == (len(a & b) / len(a | b) if a | b else 1.0)
+
+
+def test_overlap_is_one_at_zero_perturbation_and_falls_with_strength(digits, digits_labels):
+    from nnkscope.studies.robustness import layer_robustness
+
+    ref, ref_y = digits[:600], digits_labels[:600]
+    F, y = digits[1000:1150], digits_labels[1000:1150]
+    r = np.random.default_rng(0)
+    noise = r.normal(size=F.shape)
+    rows = [layer_robustness(ref, ref, ref_y, F, F + s * noise, y, k=10) for s in (0.0, 1.0, 3.0, 6.0)]
+    assert rows[0]["overlap"] == 1.0 and rows[0]["diameter_change"] == 0.0 and rows[0]["degree_change"] == 0.0
+    overlaps = [row["overlap"] for row in rows]
+    assert all(a > b for a, b in zip(overlaps, overlaps[1:], strict=False)), overlaps
+    assert rows[-1]["nnk_error"] > rows[0]["nnk_error"]
+    # dead (all-zero) rows are counted and cannot agree
+    dead = F.copy()
+    dead[:5] = 0
+    d = layer_robustness(ref, ref, ref_y, F, dead, y, k=10)
+    assert d["dead_rows"] == 5 and d["overlap"] == pytest.approx(145 / 150)
+
+
+def test_robustness_quick(tmp_path):
+    store, t, page = quick("robustness", tmp_path)
+    assert list(t.columns[:8]) == ["model", "layer", "perturbation", "strength", "overlap", "diameter", "loo_error",
+                                   "accuracy"]
+    clean = t[t.strength == 0]
+    assert (clean.overlap == 1.0).all() and clean.accuracy.nunique() == 1 and clean.loo_error.nunique() == 2
+    strong = t[t.strength > 0]
+    assert (strong.overlap < 0.9).all() and (strong.groupby("perturbation").accuracy.first()
+                                             < clean.accuracy.iloc[0]).all()
+    d = store.read("adversarial_detector").set_index("score")
+    # the NNK detector beats chance by at least 0.1 on this config (observed: interpolation error 0.83, score 0.79)
+    assert d.loc["interpolation_error", "auroc"] >= 0.6 and d.loc["score", "auroc"] >= 0.6
+    assert 0 < d.attack_success.iloc[0] <= 1
+    assert "Detector" in page and "NNK-neighbour overlap" in page
+    with pytest.raises(InvalidParameterError, match="perturbations"):
+        resolve_config("robustness", {"perturbations": {"gaussian": [-0.1]}})
+    with pytest.raises(InvalidParameterError, match="unknown key"):
+        resolve_config("robustness", {"perturbations": {"pgd_l3": [0.1]}})

@@ -16,6 +16,7 @@ from .kinds.invariance import INVARIANCE
 from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
 from .kinds.reliability import RELIABILITY
+from .kinds.robustness import ROBUSTNESS
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
@@ -25,6 +26,7 @@ KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE,
                                                    EARLY_STOPPING, WIDTH_SWEEP)}
 KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
 KINDS[RELIABILITY.name] = RELIABILITY
+KINDS[ROBUSTNESS.name] = ROBUSTNESS
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
