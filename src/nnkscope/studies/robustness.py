@@ -50,13 +50,14 @@ def _nnk(ref: np.ndarray, Q: np.ndarray, k: int):
     theta = np.zeros((n, kk))
     err = np.ones(n)
     diam = np.full(n, np.nan)
+    kth = np.full(n, 2.0)  # a dead row is as far as a cosine distance goes
     if ql.any():
         I = nnk_interpolate(ref[rl], Q[ql], kk, kernel="cosine", progress=False)
-        cand[ql], theta[ql], err[ql] = rows[I.candidates], I.theta, I.errors
+        cand[ql], theta[ql], err[ql], kth[ql] = rows[I.candidates], I.theta, I.errors, I.distances[:, -1]
         sup = I.theta > 0
         sup[~sup.any(1), 0] = True
         diam[ql] = query_diameters(ref[rl], Q[ql], I.candidates, sup, normalize=True)
-    return cand, theta, err, diam, ql
+    return cand, theta, err, diam, ql, kth
 
 
 def layer_robustness(ref0: np.ndarray, ref1: np.ndarray, ref_y: np.ndarray, F0: np.ndarray, F1: np.ndarray,
@@ -80,8 +81,8 @@ def layer_robustness(ref0: np.ndarray, ref1: np.ndarray, ref_y: np.ndarray, F0: 
     """
     from ..measures.interpolation import leave_one_out
 
-    c0, t0, _, d0, l0 = _nnk(ref0, F0, k)
-    c1, t1, e1, d1, l1 = _nnk(ref1, F1, k)
+    c0, t0, _, d0, l0, _ = _nnk(ref0, F0, k)
+    c1, t1, e1, d1, l1, _ = _nnk(ref1, F1, k)
     both = l0 & l1
     overlap = np.zeros(len(F0))
     overlap[both] = support_jaccard(c0[both], t0[both], c1[both], t1[both])
@@ -114,8 +115,9 @@ def detector_scores(ref: np.ndarray, ref_y: np.ndarray, F: np.ndarray, predicted
                     k: int = 25) -> dict[str, np.ndarray]:
     """Adversarial-input scores of points with features ``F`` whose model predictions are ``predicted``
     (higher = more suspicious): ``disagreement`` = 1 - (NNK-interpolated probability of the predicted class from
-    the reference points), ``interpolation_error`` = e, ``score`` = their mean; baseline ``knn_disagreement``:
-    the same with a uniform vote of the k candidates.  Dead rows score 1 everywhere.
+    the reference points), ``interpolation_error`` = e, ``score`` = their mean; baselines ``knn_disagreement``
+    (the same with a uniform vote of the k candidates) and ``knn_distance`` (cosine distance to the k-th nearest
+    reference point).  Dead rows score 1 (2 for the distance).
 
     Examples
     --------
@@ -126,7 +128,7 @@ def detector_scores(ref: np.ndarray, ref_y: np.ndarray, F: np.ndarray, predicted
     """
     from ..measures.interpolation import vote
 
-    cand, theta, err, _, live = _nnk(ref, F, k)
+    cand, theta, err, _, live, kth = _nnk(ref, F, k)
     predicted = np.asarray(predicted)
     ref_y = np.asarray(ref_y)
     out = {name: np.ones(len(F)) for name in ("disagreement", "interpolation_error", "knn_disagreement")}
@@ -139,4 +141,5 @@ def detector_scores(ref: np.ndarray, ref_y: np.ndarray, F: np.ndarray, predicted
         out["knn_disagreement"][live] = 1 - pu[rows, predicted[live]]
         out["interpolation_error"][live] = err[live]
     out["score"] = 0.5 * (out["disagreement"] + out["interpolation_error"])
+    out["knn_distance"] = kth
     return out

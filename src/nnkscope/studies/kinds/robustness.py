@@ -88,10 +88,11 @@ def _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0):
     for score in ("score", "disagreement", "interpolation_error"):
         both = np.r_[s0[score], s1[score]]
         base = np.r_[s0["knn_disagreement"], s1["knn_disagreement"]]
+        dist = np.r_[s0["knn_distance"], s1["knn_distance"]]
         # only the attacks that changed the prediction as positives (clean points stay the negatives)
         keep = np.r_[np.ones(len(Xe), bool), flipped]
         rows.append({"model": name, "layer": L, "score": score, "auroc": auroc(both, adv),
-                     "baseline_auroc": auroc(base, adv),
+                     "baseline_auroc": auroc(base, adv), "knn_distance_auroc": auroc(dist, adv),
                      "auroc_successful": auroc(both[keep], adv[keep]) if flipped.any() else np.nan,
                      "baseline_auroc_successful": auroc(base[keep], adv[keep]) if flipped.any() else np.nan,
                      "attack_success": float(flipped.mean()), "clean_accuracy": float((p0 == ye).mean()),
@@ -133,7 +134,8 @@ def _robustness_section(store: RunStore) -> dict:
         d = store.read("adversarial_detector")
         for r in d.itertuples():
             summary.append(f"Detector ({r.attack}, eps {r.eps:g}, layer {r.layer}, {r.score}): AUROC {r.auroc:.3f} "
-                           f"vs kNN disagreement {r.baseline_auroc:.3f} (successful attacks only: "
+                           f"vs kNN disagreement {r.baseline_auroc:.3f} and kNN distance {r.knn_distance_auroc:.3f} "
+                           f"(successful attacks only: "
                            f"{r.auroc_successful:.3f} vs {r.baseline_auroc_successful:.3f}; attack success "
                            f"{r.attack_success:.2f}).")
     return {"title": "Robustness of NNK geometry", "figures": figures, "summary": summary, "table": html_table(t)}
