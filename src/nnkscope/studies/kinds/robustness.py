@@ -95,6 +95,7 @@ def _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0):
                      "baseline_auroc": auroc(base, adv), "knn_distance_auroc": auroc(dist, adv),
                      "auroc_successful": auroc(both[keep], adv[keep]) if flipped.any() else np.nan,
                      "baseline_auroc_successful": auroc(base[keep], adv[keep]) if flipped.any() else np.nan,
+                     "knn_distance_auroc_successful": auroc(dist[keep], adv[keep]) if flipped.any() else np.nan,
                      "attack_success": float(flipped.mean()), "clean_accuracy": float((p0 == ye).mean()),
                      "attacked_accuracy": float((p1 == ye).mean())})
     store.write("adversarial_detector", pd.DataFrame(rows), attack=det["attack"], eps=float(det["eps"]))
@@ -136,7 +137,8 @@ def _robustness_section(store: RunStore) -> dict:
             summary.append(f"Detector ({r.attack}, eps {r.eps:g}, layer {r.layer}, {r.score}): AUROC {r.auroc:.3f} "
                            f"vs kNN disagreement {r.baseline_auroc:.3f} and kNN distance {r.knn_distance_auroc:.3f} "
                            f"(successful attacks only: "
-                           f"{r.auroc_successful:.3f} vs {r.baseline_auroc_successful:.3f}; attack success "
+                           f"{r.auroc_successful:.3f} vs {r.baseline_auroc_successful:.3f} and "
+                           f"{r.knn_distance_auroc_successful:.3f}; attack success "
                            f"{r.attack_success:.2f}).")
     return {"title": "Robustness of NNK geometry", "figures": figures, "summary": summary, "table": html_table(t)}
 
