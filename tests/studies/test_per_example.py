@@ -230,3 +230,65 @@ def test_robustness_quick(tmp_path):
         resolve_config("robustness", {"perturbations": {"gaussian": [-0.1]}})
     with pytest.raises(InvalidParameterError, match="unknown key"):
         resolve_config("robustness", {"perturbations": {"pgd_l3": [0.1]}})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# channel redundancy (R5)
+
+
+def test_identical_channels_overlap_fully(rng):
+    from nnkscope.studies.redundancy import channel_overlap, channel_supports, layer_redundancy
+
+    M = np.abs(rng.normal(size=(150, 6))) + 0.1
+    # the same map three times (one rescaled: the cosine kernel ignores scale): every pair agrees everywhere
+    r = layer_redundancy([M, 2.0 * M, M], k=8)
+    assert r["overlap"] == 1.0 and r["redundancy"] == pytest.approx(1 - 1 / 3)
+    assert r["overlap_baseline"] < 0.2 and r["overlap_ratio"] > 5 and r["active_fraction"] == 1.0
+    # independent channels agree about as often as the permutation baseline
+    ind = layer_redundancy([np.abs(rng.normal(size=(150, 6))) + 0.1 for _ in range(3)], k=8, seed=1)
+    assert ind["overlap_ratio"] < 2.0 and ind["overlap"] < 0.2
+    # support matrices hold exactly the NNK neighbours of each channel's graph
+    from nnkscope import nnk_graph
+
+    S, active = channel_supports([M], k=8)
+    G = nnk_graph(M, 8, kernel="cosine", duplicates="drop")
+    for i in (0, 17, 149):
+        assert sorted(S[0][[i]].indices) == sorted(G.candidates[i][G.theta[i] > 0])
+    assert channel_overlap(S * 2, np.ones((2, 150), bool))["overlap"] == 1.0
+
+
+def test_dead_channel_entries_are_left_out(rng):
+    from nnkscope.studies.redundancy import channel_supports, layer_redundancy, permute_supports
+
+    M = np.abs(rng.normal(size=(120, 5))) + 0.1
+    D = M.copy()
+    D[:30] = 0.0  # channel 2 is dead on the first 30 points
+    S, active = channel_supports([M, D], k=6)
+    assert active[1, :30].sum() == 0 and active[1, 30:].all() and active[0].all()
+    assert np.diff(S[1].indptr)[:30].sum() == 0
+    # no live point has a dead one as an NNK neighbour in the dead channel's graph
+    assert not np.isin(S[1].tocoo().col, np.arange(30)).any()
+    r = layer_redundancy([M, D], k=6)
+    assert r["active_fraction"] == pytest.approx(210 / 240)
+    # the permutation keeps each channel's number of neighbours and of active points
+    P, Pa = permute_supports(S, active, seed=0)
+    assert [p.nnz for p in P] == [s.nnz for s in S] and (Pa.sum(1) == active.sum(1)).all()
+    dead = layer_redundancy([M, np.zeros_like(M)], k=6)
+    assert dead["dead_channels"] == 1 and np.isnan(dead["overlap"])
+
+
+def test_redundancy_quick(tmp_path):
+    pytest.importorskip("mnist1d")
+    store, t, page = quick("redundancy", tmp_path)
+    assert list(t.layer.unique()) == ["trunk.1", "trunk.3", "trunk.6", "channels"]
+    assert len(t) == 2 * 4 and t.overlap.between(0, 1).all()
+    # R5's check: in the trunk layers channels overlap far above chance (>= 3x the permutation baseline)
+    trunk = t[t.layer != "channels"]
+    assert (trunk.overlap_ratio >= 3).all(), trunk[["layer", "overlap", "overlap_baseline"]]
+    pr = store.read("channel_pruning")
+    assert len(pr) == 2 * (3 * 4 + 3) and pr.accuracy_drop.between(-1, 1).all()
+    assert "Channel redundancy" in page and "Spearman" in page
+    from nnkscope.studies.kinds.redundancy import correlations
+
+    c = correlations(store)
+    assert list(c.layer) == ["trunk.1", "trunk.3", "trunk.6", "channels"]

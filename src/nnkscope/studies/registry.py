@@ -15,6 +15,7 @@ from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
 from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.redundancy import REDUNDANCY
 from .kinds.reliability import RELIABILITY
 from .kinds.robustness import ROBUSTNESS
 from .kinds.stability import STABILITY
@@ -27,6 +28,7 @@ KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE,
 KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
 KINDS[RELIABILITY.name] = RELIABILITY
 KINDS[ROBUSTNESS.name] = ROBUSTNESS
+KINDS[REDUNDANCY.name] = REDUNDANCY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
