@@ -440,6 +440,58 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _add_explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="explain NNK-classifier predictions by their weighted training neighbours",
+                       description="For each query row: the NNK neighbours among the training rows with their "
+                                   "weights (the prediction is exactly their weighted vote), class probabilities and "
+                                   "a reliability score, as an HTML page (and optionally a CSV table).")
+    p.add_argument("train", help="(N, d) training features: .npy, .npz, .parquet or .zarr")
+    p.add_argument("queries", help="(n, d) query features from the same model/layer")
+    p.add_argument("--labels", required=True, help=".npy with one label per training row")
+    p.add_argument("-k", type=int, default=25, help="candidates per query (default 25, the DeepNNK setting)")
+    p.add_argument("--kernel", choices=KERNELS, default="cosine")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian bandwidth (default: from the training set)")
+    p.add_argument("--image-shape", default=None, help="draw rows as images of this shape, e.g. 28x28 or 8x8")
+    p.add_argument("--max-queries", type=int, default=100, help="queries drawn on the page (the table has all)")
+    p.add_argument("--key", default=None, help="array/column name inside .npz, .parquet or zarr inputs")
+    p.add_argument("-o", "--output", required=True, help="HTML page to write")
+    p.add_argument("--table", help="also write the table (.csv or .parquet)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from pathlib import Path
+
+    from .io import atomic_path, load_embeddings
+    from .measures.explain import explain, explanation_page, parse_image_shape
+
+    shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    if args.max_queries < 1:
+        raise InvalidParameterError(f"--max-queries must be at least 1; got {args.max_queries}")
+    X = load_embeddings(args.train, key=args.key)
+    Q = load_embeddings(args.queries, key=args.key)
+    y = _load_labels(args.labels, len(X))
+    if shape is not None and shape[0] * shape[1] != X.shape[1]:
+        raise InvalidParameterError(f"--image-shape {args.image_shape} has {shape[0] * shape[1]} pixels but the rows "
+                                    f"have {X.shape[1]} features; give the images' shape (8x8 for 64, 28x28 for 784)")
+    table = explain(X, y, Q, k=args.k, kernel=args.kernel, sigma=args.sigma)
+    page = explanation_page(table, X, Q, image_shape=shape, max_queries=args.max_queries,
+                            title=f"NNK explanations: {Path(args.queries).name}")
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    if args.table:
+        with atomic_path(args.table) as tmp:
+            if args.table.endswith(".parquet"):
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
+    per_query = table.groupby("query").first()
+    _print_table({"queries": len(per_query), "rows": len(table), "mean_nnk_neighbors": float(per_query.n_neighbors
+                  .mean()), "mean_reliability": float(per_query.reliability.mean()),
+                  "low_reliability_queries": int((per_query.reliability < 0.5).sum()), "output": args.output})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -451,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metrics_parser(sub)
     _add_query_parser(sub)
     _add_demo_parsers(sub)
+    _add_explain_parser(sub)
     return parser
 
 

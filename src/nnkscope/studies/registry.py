@@ -15,7 +15,11 @@ from .base import StudyKind, load_yaml
 from .kinds.compare import COMPARE
 from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
+from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.redundancy import REDUNDANCY
+from .kinds.reliability import RELIABILITY
+from .kinds.robustness import ROBUSTNESS
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
@@ -23,6 +27,10 @@ __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "ru
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
                                                    EARLY_STOPPING, WIDTH_SWEEP)}
+KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
+KINDS[RELIABILITY.name] = RELIABILITY
+KINDS[ROBUSTNESS.name] = ROBUSTNESS
+KINDS[REDUNDANCY.name] = REDUNDANCY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
