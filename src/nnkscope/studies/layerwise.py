@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
 from ..measures.labels import label_variation
 from ..measures.metrics import point_metrics
 from ..nn.capture import capture
@@ -67,7 +67,7 @@ def measure_layers(features: dict, y: np.ndarray, store: RunStore, *, model_name
         H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
         df, summary = point_metrics(H, y, k, kernel=kernel, duplicates="keep", check_class_sizes=False,
                                     progress=progress)
-        stats = ClassScatter(int(np.max(y)) + 1).update(H, y)  # one pass serves NC1 and D
+        stats = scatter_in_blocks(H, y, int(np.max(y)) + 1)  # serves NC1 and D (balanced: a second pass)
         summary["nc1"] = neural_collapse(stats)["nc1"] if H.shape[1] >= stats.n_classes - 1 else np.nan
         summary["separation_fuzziness"] = separation_fuzziness(stats)
         summary["label_variation"] = label_variation(H, y, k=min(10, len(H) - 1))
