@@ -181,7 +181,7 @@ def _cmd_collapse(args) -> int:
 
     H = load_embeddings(args.features, key=args.key)
     y = _load_labels(args.labels, len(H))
-    stats = scatter_in_blocks(H, y, int(np.max(y)) + 1, args.batch_size)
+    stats = scatter_in_blocks(H, y, int(np.max(y)) + 1, args.batch_size, balanced=False)  # NC needs no balanced pass
     W = np.load(args.classifier, allow_pickle=False) if args.classifier else None
     b = np.load(args.bias, allow_pickle=False) if args.bias else None
     batches = ((H[lo:lo + args.batch_size], y[lo:lo + args.batch_size]) for lo in range(0, len(H), args.batch_size))
@@ -211,7 +211,7 @@ def _cmd_separation(args) -> int:
     for i, (name, H) in enumerate(named):
         if len(H) != len(y):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(y)} labels")
-        stats = scatter_in_blocks(H, y, K, args.batch_size)
+        stats = scatter_in_blocks(H, y, K, args.batch_size, balanced=args.weighting == "balanced")
         D = separation_fuzziness(stats, weighting=args.weighting)
         rows.append((i, name, D))
         print(f"layer {i:3d}  D = {D:12.6g}  log D = {np.log(D):9.4f}  {name}")

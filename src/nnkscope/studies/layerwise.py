@@ -25,7 +25,7 @@ from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
-from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
 from ..measures.embedding import spectral_embedding
 from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
@@ -275,7 +275,7 @@ def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:
     """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them."""
-    stats = ClassScatter(n_classes).update(H, codes)  # one pass serves NC1 and D
+    stats = scatter_in_blocks(H, codes, n_classes)  # serves NC1 and D (the balanced scatter takes a second pass)
     reason = ""
     if H.shape[1] < n_classes - 1:
         reason = f"{H.shape[1]} dimension(s) < K-1 = {n_classes - 1}: class means cannot span a simplex"
