@@ -22,7 +22,7 @@ from .._validate import as_points, check_choice, check_labels
 from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph, run_tasks
 from ..engine.settings import GraphSettings
-from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
+from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
 from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
@@ -144,6 +144,13 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
     store = RunStore(root, create=False)
     H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
+    if not np.isfinite(H).all():  # the generic "drop those rows" fix is wrong for a model's activations
+        bad = int((~np.isfinite(H).all(axis=1)).sum())
+        fix = ("the model's activations are not finite: training diverged or overflowed. Lower the learning rate "
+               "(study config: train.lr) or normalise the inputs, in a new run folder"
+               if unit.get("model_fingerprint") else "drop or impute those rows of the features first")
+        raise NonFiniteError(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {bad} of {len(H)} "
+                             f"rows hold NaN/inf; {fix}")
     try:
         parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress)
         df, summary = describe_graph(parts, classes[codes])
