@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
 
-__all__ = ["select_modules", "capture", "hidden_states", "LayerNotFoundError", "CaptureError", "POOLINGS"]
+__all__ = ["select_modules", "select_names", "capture", "hidden_states", "LayerNotFoundError", "CaptureError",
+           "POOLINGS"]
 
 POOLINGS = ("flatten", "mean", "channels")
 
@@ -70,17 +71,35 @@ def select_modules(model, layers) -> dict:
     elif callable(layers) and not isinstance(layers, str):
         chosen = [(n, m) for n, m in named if layers(n, m)]
     else:
-        raw = [layers] if isinstance(layers, str) else list(layers)
-        patterns = [_glob(p) for p in raw]
-        names = [n for n, _ in named]
-        for text, p in zip(raw, patterns, strict=True):
-            if not any(p.match(n) for n in names):
-                shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-                raise LayerNotFoundError(f"no module matches {text!r}; available: {shown}")
-        chosen = [(n, m) for n, m in named if any(p.match(n) for p in patterns)]
+        keep = set(select_names([n for n, _ in named], layers, what="module"))
+        chosen = [(n, m) for n, m in named if n in keep]
     if not chosen:
         raise LayerNotFoundError(f"the selection {layers!r} matches no module of {type(model).__name__}")
     return dict(chosen)
+
+
+def select_names(names, layers, *, what: str = "layer") -> list[str]:
+    """The ``names`` (in their order) that the selection matches: a name or glob, or a list of them.
+
+    Examples
+    --------
+    >>> select_names(["embeddings", "layer1", "layer2"], "layer*")
+    ['layer1', 'layer2']
+    >>> select_names(["a", "b"], ["c"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnkscope.nn.capture.LayerNotFoundError: no layer matches 'c'; available: a, b
+    """
+    raw = [layers] if isinstance(layers, str) else list(layers)
+    if not raw or not all(isinstance(r, str) for r in raw):
+        raise InvalidParameterError(f"layers must be a name, a glob or a list of them; got {layers!r}")
+    names = list(names)
+    patterns = [_glob(p) for p in raw]
+    for text, p in zip(raw, patterns, strict=True):
+        if not any(p.match(n) for n in names):
+            shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+            raise LayerNotFoundError(f"no {what} matches {text!r}; available: {shown}")
+    return [n for n in names if any(p.match(n) for p in patterns)]
 
 
 def _pool(t, pooling: str):

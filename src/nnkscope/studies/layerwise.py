@@ -34,12 +34,14 @@ IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerpri
 
 def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
               k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None, pooling: str = "flatten",
-              include_input: bool = True, on_change: str = "error", progress: bool | None = False) -> dict:
+              include_input: bool = True, on_change: str = "error", progress: bool | None = False,
+              samples=None) -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed.
 
     A layer already in the run folder is skipped only when it was measured with the same settings, the same
     inputs and labels and the same model weights; otherwise ``on_change="error"`` (default) refuses with what
-    differs and ``"replace"`` recomputes it.
+    differs and ``"replace"`` recomputes it.  ``samples``: each row's identifier in the user's data (the
+    ``sample`` column of table ``points``; default: none).
     """
     from ..nn.models import weights_fingerprint
 
@@ -47,6 +49,7 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     names = (["input"] if include_input else []) + _layer_names(model, layers)
     source = {"input": fingerprint(np.asarray(X).reshape(len(X), -1)), "model": weights_fingerprint(model),
               "pooling": pooling}
+    source = _with_samples(source, samples, len(X))
     s = _settings(settings, k, kernel)
     labels_fp = fingerprint(check_labels(y, len(X))[1][:, None])
     todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change) if n != "input"]
@@ -54,12 +57,13 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
                           model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
-                          _source=source)
+                          samples=samples, _source=source)
 
 
 def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "model", epoch: int = 0,
                    k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None,
-                   on_change: str = "error", progress: bool | None = False, _source: dict | None = None) -> dict:
+                   on_change: str = "error", progress: bool | None = False, samples=None,
+                   _source: dict | None = None) -> dict:
     """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
 
@@ -69,7 +73,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     the features' and labels' fingerprints and, from :func:`layerwise`, the model weights); a layer already there
     is skipped only when all of it matches, else ``on_change="error"`` refuses naming what differs and
     ``"replace"`` recomputes it.  Class-geometry quantities that a layer cannot define (fewer dimensions than
-    K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.
+    K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.  ``samples`` (one
+    identifier per row, e.g. its position in the user's data) becomes the ``sample`` column of ``points``, so
+    results join back to the inputs.
 
     Examples
     --------
@@ -92,13 +98,19 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     s = _settings(settings, k, kernel)
     classes, codes = check_labels(y)
     labels_fp = fingerprint(codes[:, None])
+    if samples is not None:
+        samples = np.asarray(samples)
+        if samples.shape != (len(codes),):
+            raise InputShapeError(f"samples must hold one identifier per label ({len(codes)}); got shape "
+                                  f"{samples.shape}")
     known = _identities(store, keys)
     computed = {}
     for index, (name, H) in enumerate(features.items()):
         source = _source
         if source is None:  # precomputed features: their content is the identity
             H = H() if callable(H) else H
-            source = {"features": fingerprint(np.asarray(H).reshape(len(H), -1))}
+            source = _with_samples({"features": fingerprint(np.asarray(H).reshape(len(H), -1))}, samples,
+                                   len(codes))
         unit = _unit(s, source, labels_fp)
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
@@ -109,6 +121,8 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
                                   "and labels must describe the same points")
         try:
             df, summary = point_metrics(H, classes[codes], settings=s, check_class_sizes=False, progress=progress)
+            if samples is not None:
+                df.insert(1, "sample", samples)
             summary.update(_class_geometry(H, codes, len(classes)))
             summary["label_variation"] = label_variation(H, codes, k=min(10, len(H) - 1))
         except NNKScopeError as exc:  # name the unit: a study measures many
@@ -120,6 +134,13 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         computed[name] = summary
     _write_fit(store, keys)
     return computed
+
+
+def _with_samples(source: dict, samples, n: int) -> dict:
+    """The rows' identifiers are part of what a measured layer is (a different selection of rows is another unit)."""
+    if samples is None or "samples" in source:
+        return source
+    return {**source, "samples": fingerprint(np.asarray(samples).reshape(n, -1))}
 
 
 def _settings(settings: GraphSettings | None, k: int, kernel: str) -> GraphSettings:
@@ -134,7 +155,7 @@ def _unit(settings: GraphSettings, source: dict, labels_fp: str) -> dict:
     text = json.dumps(record, sort_keys=True, default=str)
     return {"unit_id": hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
             "settings": json.dumps(record["settings"], sort_keys=True, default=str),
-            "data_fingerprint": source.get("features") or source.get("input", ""),
+            "data_fingerprint": source.get("features") or source.get("input") or source.get("texts", ""),
             "labels_fingerprint": labels_fp, "model_fingerprint": source.get("model", "")}
 
 
