@@ -24,3 +24,14 @@ __all__ = [
     "ExactSearch", "HNSWSearch", "IVFSearch", "solve_nnk", "kkt_violation", "local_problems", "gaussian_kernel",
     "cosine_kernel", "Kernel", "GraphSettings", "point_metrics", "graph_metrics",
 ]
+
+
+def __getattr__(name: str):
+    """``nnkscope.analyze`` is loaded on first use: it needs torch and matplotlib, which ``import nnkscope`` must not
+    import (for the same reason it is not in ``__all__``: ``from nnkscope import *`` stays light)."""
+    if name == "analyze":
+        from .analyze import analyze
+
+        globals()["analyze"] = analyze  # the import bound the module to this name; the function is the front door
+        return analyze
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

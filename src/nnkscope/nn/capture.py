@@ -236,18 +236,24 @@ def hidden_states(model, tokenizer, texts, *, pooling: str = "mean", batch_size:
     if not texts or not all(isinstance(t, str) for t in texts):
         raise InvalidParameterError("texts must be a non-empty list of strings")
     out: list[list[np.ndarray]] = []
-    model.eval()
-    with torch.no_grad():
-        for lo in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            try:
-                states = model(**batch, output_hidden_states=True).hidden_states
-            except Exception as exc:
-                raise CaptureError(f"the model raised on texts {lo}..{lo + batch_size - 1} ({exc})") from exc
-            mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-            pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) if pooling == "mean" else h[:, 0]
-                      for h in states]
-            out.append([p.double().numpy() for p in pooled])
+    device = next((p.device for p in model.parameters()), "cpu")
+    was_training = model.training
+    model.eval()  # dropout off; the caller's mode is restored after
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                batch = {key: value.to(device) for key, value in batch.items()}
+                try:
+                    states = model(**batch, output_hidden_states=True).hidden_states
+                except Exception as exc:
+                    raise CaptureError(f"the model raised on texts {lo}..{lo + batch_size - 1} ({exc})") from exc
+                mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) if pooling == "mean" else h[:, 0]
+                          for h in states]
+                out.append([p.double().cpu().numpy() for p in pooled])
+    finally:
+        model.train(was_training)
     names = ["embeddings"] + [f"layer{i}" for i in range(1, len(out[0]))]
     return {name: np.concatenate([o[i] for o in out]) for i, name in enumerate(names)}

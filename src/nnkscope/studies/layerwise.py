@@ -53,7 +53,8 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     s = _settings(settings, k, kernel)
     labels_fp = fingerprint(check_labels(y, len(X))[1][:, None])
     todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change) if n != "input"]
-    acts = capture(model, X, todo, pooling=pooling) if todo else {}
+    device = next((p.device for p in model.parameters()), "cpu")  # a model trained on a GPU is measured there
+    acts = capture(model, X, todo, pooling=pooling, device=device) if todo else {}
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
                           model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
