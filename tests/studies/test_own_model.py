@@ -423,3 +423,36 @@ def test_huggingface_folder_through_yaml(tmp_path, tiny_bert, monkeypatch):
                                   .sort_values("layer_index")[METRICS], b[METRICS])
     with pytest.raises(NNKScopeError, match="not a Hugging Face model folder"):
         load_huggingface(tmp_path)
+
+
+def test_compare_kind_takes_own_models_on_own_data(tmp_path, user):
+    d, X, y = user
+    (d / "cmp.yaml").write_text(textwrap.dedent("""\
+        data: {X: x.npy, y: y.npy}
+        train: {epochs: 0}
+        k: 8
+        models:
+          - {name: loaded, layers: [fc1, head], model: {factory: net.py:TinyCNN, kwargs: {width: 8},
+                                                       checkpoint: tiny.pt}}
+          - {name: fresh, seed: 1, layers: [fc1], model: {factory: net.py:TinyCNN, kwargs: {width: 8}}}
+        """))
+    cfg = load_config("compare", d / "cmp.yaml")
+    _, t = run_study("compare", cfg, tmp_path / "run")
+    pairs = set(zip(t.a_model + ":" + t.a_layer, t.b_model + ":" + t.b_layer, strict=True))
+    assert ("loaded:fc1", "loaded:head") in pairs or ("loaded:head", "loaded:fc1") in pairs
+    assert len(t) == 6 and set(t.a_dim) | set(t.b_dim) == {12, 16, 3}  # input (1 x 12), fc1, head
+    # the loaded model's fc1 equals the checkpoint's, measured by hand
+    from nnkscope.measures.compare import linear_cka
+
+    model = _tiny()
+    acts = capture(model, X.astype(np.float32), ["fc1", "head"])
+    row = t[(t.a_model + t.b_model).str.count("loaded") == 2].iloc[0]
+    np.testing.assert_allclose(row.linear_cka, linear_cka(acts["fc1"].astype(np.float64),
+                                                          acts["head"].astype(np.float64)), rtol=1e-6)
+    inputs = RunStore(tmp_path / "run", create=False).manifest["params"]["inputs"]
+    assert {"models[loaded].model_fingerprint", "models[fresh].model_fingerprint", "data_fingerprint"} <= set(inputs)
+    with pytest.raises(FileFormatError, match="does not fit the model"):
+        text = (d / "cmp.yaml").read_text().replace("{width: 8},\n", "{width: 6},\n", 1)
+        (d / "bad.yaml").write_text(text)
+        run_study("compare", load_config("compare", d / "bad.yaml"), tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()
