@@ -58,12 +58,15 @@ def _glob(pattern: str) -> re.Pattern:
 def select_modules(model, layers) -> dict:
     """``{name: module}`` for the layer selection (names, globs, a module type or a predicate), in model order.
 
+    In a list of strings (as in a YAML config), an entry that names no module but names a module class (``Linear``,
+    ``torch.nn.Conv1d``) selects every module of that class.
+
     Examples
     --------
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
-    >>> list(select_modules(net, torch.nn.Linear))
-    ['0', '2']
+    >>> list(select_modules(net, torch.nn.Linear)), list(select_modules(net, ["torch.nn.ReLU", "2"]))
+    (['0', '2'], ['1', '2'])
     """
     named = [(n, m) for n, m in model.named_modules() if n]
     if isinstance(layers, type) or (isinstance(layers, tuple) and all(isinstance(t, type) for t in layers)):
@@ -71,11 +74,29 @@ def select_modules(model, layers) -> dict:
     elif callable(layers) and not isinstance(layers, str):
         chosen = [(n, m) for n, m in named if layers(n, m)]
     else:
-        keep = set(select_names([n for n, _ in named], layers, what="module"))
-        chosen = [(n, m) for n, m in named if n in keep]
+        raw = [layers] if isinstance(layers, str) else list(layers)
+        names = [n for n, _ in named]
+        by_type = [p for p in raw if isinstance(p, str) and not any(_glob(p).match(n) for n in names)
+                   and any(_is_class(m, p) for _, m in named)]
+        rest = [p for p in raw if p not in by_type]
+        try:
+            keep = set(select_names(names, rest, what="module")) if rest else set()
+        except LayerNotFoundError as exc:
+            classes = sorted({type(m).__name__ for _, m in named})
+            raise LayerNotFoundError(f"{exc}; or a module class: {', '.join(classes)}") from None
+        chosen = [(n, m) for n, m in named if n in keep or any(_is_class(m, p) for p in by_type)]
     if not chosen:
         raise LayerNotFoundError(f"the selection {layers!r} matches no module of {type(model).__name__}")
     return dict(chosen)
+
+
+def _is_class(module, text: str) -> bool:
+    """Whether ``text`` names the module's class: ``Linear``, ``nn.Linear`` or ``torch.nn.Linear``."""
+    cls = type(module)
+    parts = text.split(".")
+    if parts[-1] != cls.__name__ or not parts[-1][:1].isupper():
+        return False
+    return len(parts) == 1 or cls.__module__.split(".")[0] == parts[0] or parts[0] == "nn"
 
 
 def select_names(names, layers, *, what: str = "layer") -> list[str]:

@@ -111,6 +111,7 @@ def run_layerwise(cfg: dict, store: RunStore, progress=None, prepared: Prepared 
         layers = store.read("layers")
     else:
         layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, prepared)
+    layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
 
@@ -119,6 +120,7 @@ def run_training(cfg: dict, store: RunStore, progress=None, prepared: Prepared |
     """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation, or the model as
     loaded from its checkpoint)."""
     layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, prepared)
+    layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "separation_fuzziness", "label_variation"]]
 
