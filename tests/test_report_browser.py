@@ -39,7 +39,7 @@ def test_report_renders_in_chromium(tmp_path):
     write_report(tmp_path / "run")
     page = (tmp_path / "run" / "report.html").read_text()
     n_images = len(re.findall("<img ", page))
-    assert n_images == 3
+    assert n_images == 4
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</head>", PROBE + "</head>"))
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())

@@ -2,8 +2,8 @@
 
 Layers, each importing only from those before it: the core (``errors``, ``_validate``, ``_runtime``, ``io``,
 ``settings``, ``executor``) -> ``engine`` (kernels, solvers, neighbors, graph, pipeline) -> ``measures`` (labels,
-manifold, interpolation, nnk_means, collapse, compare, metrics) -> ``nn`` (capture, models, datasets; torch) ->
-``store`` -> ``studies`` -> ``report`` -> ``cli``.
+manifold, interpolation, nnk_means, collapse, compare, metrics, intrinsic, spectral, uncertainty, embedding) ->
+``nn`` (capture, models, datasets; torch) -> ``store`` -> ``studies`` -> ``report`` -> ``cli``.
 """
 
 from . import _compat
@@ -15,14 +15,17 @@ from .engine.pipeline import build_graph, knn_graph, nnk_graph
 from .engine.settings import GraphSettings
 from .engine.solvers import kkt_violation, solve_nnk
 from .errors import *  # noqa: F403
+from .measures.intrinsic import intrinsic_dimension
 from .measures.metrics import graph_metrics, point_metrics
+from .measures.spectral import spectral_summary
 
 _compat.install()
 
 __all__ = [
     "__version__", "nnk_graph", "knn_graph", "build_graph", "NNKGraph", "symmetrize", "knn", "Neighbors",
     "ExactSearch", "HNSWSearch", "IVFSearch", "solve_nnk", "kkt_violation", "local_problems", "gaussian_kernel",
-    "cosine_kernel", "Kernel", "GraphSettings", "point_metrics", "graph_metrics",
+    "cosine_kernel", "Kernel", "GraphSettings", "point_metrics", "graph_metrics", "intrinsic_dimension",
+    "spectral_summary",
 ]
 
 

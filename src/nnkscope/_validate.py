@@ -184,7 +184,8 @@ def check_labels(y, n: int | None = None, *, name: str = "y", min_classes: int =
         codes, classes = pd.factorize(pd.Series(arr, dtype=object), sort=False)
         classes = np.asarray(classes, dtype=object)
     if len(classes) < min_classes:
-        only = repr(classes[0]) if len(classes) else "none"
-        raise InvalidParameterError(f"{name} holds {len(classes)} class(es) ({only}); at least {min_classes} are "
-                                    "needed")
+        held = (f"a single class ({classes[:1].tolist()[0]!r})" if len(classes) == 1
+                else f"{len(classes)} classes" if len(classes) else "no class")
+        raise InvalidParameterError(f"{name} holds {held}; at least {min_classes} classes are needed (one class "
+                                    f"leaves nothing to tell apart). Pass labels of {min_classes} or more classes")
     return classes, np.asarray(codes, dtype=np.int64).ravel()

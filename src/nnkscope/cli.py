@@ -285,24 +285,57 @@ def _cmd_metrics(args) -> int:
 
 
 def _add_query_parser(sub) -> None:
-    p = sub.add_parser("query", help="DuckDB SQL over a run folder's tables",
-                       description="Run SQL over the Parquet tables of a run folder (one view per table).")
+    p = sub.add_parser("query", help="read-only SQL (one SELECT) over a run folder's tables",
+                       description="Run one read-only SELECT (DuckDB SQL; WITH ... SELECT allowed) over the Parquet "
+                                   "tables of a run folder (one view per table). The query cannot read or write "
+                                   "files, so it sees only the run and cannot change it.")
     p.add_argument("run_dir")
     p.add_argument("sql")
-    p.add_argument("-o", "--output", help="write the result as CSV instead of printing it")
+    p.add_argument("-o", "--output", help="write the result to this file instead of printing it: .csv, .parquet "
+                                          "or .json (records); not inside the run folder")
     p.set_defaults(func=_cmd_query)
 
 
+_QUERY_OUTPUTS = (".csv", ".parquet", ".json")
+
+
 def _cmd_query(args) -> int:
+    from pathlib import Path
+
+    from .errors import InvalidParameterError
     from .io import atomic_path
     from .store import RunStore
 
-    df = RunStore(args.run_dir, create=False).query(args.sql)
-    if args.output:
-        with atomic_path(args.output) as tmp:
+    store = RunStore(args.run_dir, create=False)
+    if not args.output:
+        print(store.query(args.sql).to_string(index=False))
+        return 0
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in _QUERY_OUTPUTS:
+        raise InvalidParameterError(f"--output {out}: unknown format {suffix or '(no extension)'!r}; name the "
+                                    f"file with one of {', '.join(_QUERY_OUTPUTS)}")
+    run, target = store.root.resolve(), out.resolve()
+    if target == run or run in target.parents:
+        raise InvalidParameterError(f"--output {out} is inside the run folder {args.run_dir}; write the result "
+                                    "elsewhere so the run stays as the study wrote it")
+    if target.is_dir():
+        raise InvalidParameterError(f"--output {out} is an existing folder; give a file name")
+    stack = contextlib.ExitStack()
+    try:  # the temporary file is created now, so an unwritable output fails before the query runs
+        tmp = stack.enter_context(atomic_path(out))
+    except OSError as exc:
+        raise InvalidParameterError(f"--output {out} cannot be written ({exc}); choose a writable location") \
+            from exc
+    with stack:
+        df = store.query(args.sql)
+        if suffix == ".csv":
             df.to_csv(tmp, index=False)
-    else:
-        print(df.to_string(index=False))
+        elif suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", force_ascii=False, date_format="iso")
+    print(f"{len(df)} rows -> {out}")
     return 0
 
 
@@ -322,6 +355,10 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("kind", choices=list(KINDS), help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()))
     p.add_argument("--config", help="YAML file overriding the kind's defaults")
     p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--local-cluster", type=int, metavar="N",
+                       help="measure the layers as tasks on a Dask LocalCluster of N workers (layerwise, training)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--features", nargs="+", metavar="FILE",
@@ -400,7 +437,17 @@ def _cmd_study(args) -> int:
         print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
         return 0
     _check_run_folder(args.out)
-    _, table = run_study(args.kind, cfg, args.out)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.local_cluster:
+            from .executor import local_cluster
+
+            client = stack.enter_context(local_cluster(args.local_cluster, threads_per_worker=1))
+        elif args.scheduler:
+            from .executor import connect
+
+            client = stack.enter_context(connect(args.scheduler))
+        _, table = run_study(args.kind, cfg, args.out, executor=client)
     if not args.no_report:
         from .report import write_report
 

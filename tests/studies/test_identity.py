@@ -115,3 +115,16 @@ def test_yaml_files_that_are_wrong_in_every_way(tmp_path):
         load_config("layerwise", latin)
     with pytest.raises(FileFormatError, match="is a folder"):
         load_config("layerwise", tmp_path)
+
+
+def test_layer_table_has_peer_measures_and_intervals(tmp_path, feats):
+    X, y = feats
+    store = RunStore(tmp_path / "run")
+    measure_layers(X, y, store, k=8)
+    t = store.read("layers").set_index("layer")
+    for col in ("id_twonn", "id_mle", "id_pca", "rankme", "participation_ratio", "stable_rank", "spectral_alpha"):
+        assert np.isfinite(t[col]).all(), col
+    assert t.loc["b", "id_pca"] <= 3  # three informative directions
+    for col in ("loo_error_nnk", "mean_nnk_degree", "homogeneous_fraction_H", "mean_diameter"):
+        assert (t[f"{col}_ci_low"] <= t[col] + 1e-12).all() and (t[col] <= t[f"{col}_ci_high"] + 1e-12).all(), col
+    assert (t["mean_nnk_degree_ci_high"] > t["mean_nnk_degree_ci_low"]).all()  # a real interval, not a point

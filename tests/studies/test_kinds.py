@@ -85,6 +85,7 @@ def test_channelwise_arms_on_mnist1d(tmp_path):
         "model": {"kind": "channel_convnet", "n_channels": 3, "channels": 4}, "train": {"epochs": 6, "lr": 0.01},
         "method": "cw-deepnnk", "arms": ["cw", "validation", "fixed"], "patience": 2, "k": 8})
     _, t = run_study("early-stopping", cfg, tmp_path / "run")
+    write_report(tmp_path / "run")
     assert sorted(t.arm) == ["cw", "fixed", "validation"]
     assert ((t.test_accuracy >= 0) & (t.test_accuracy <= 1)).all()
     cw = t[t.arm == "cw"].iloc[0]

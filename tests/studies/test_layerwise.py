@@ -49,7 +49,7 @@ def test_training_study_end_to_end_and_resume(tmp_path, tiny):
     pd.testing.assert_frame_equal(store.read("points"), before)
     # the report: three figures and a text summary
     page = write_report(tmp_path / "run").read_text()
-    assert len(re.findall("data:image/png;base64", page)) == 3
+    assert len(re.findall("data:image/png;base64", page)) == 4  # layers, epochs, distributions, 2-D views
     assert "separation fuzziness changes by a factor" in page
 
 
@@ -74,5 +74,5 @@ def test_cli_demo_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "demo" / "report.html").exists()
     assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "again.html")]) == 0
-    assert (tmp_path / "again.html").read_text().count("<img") == 3
+    assert (tmp_path / "again.html").read_text().count("<img") == 4
     assert main(["report", str(tmp_path / "nothing")]) == 2

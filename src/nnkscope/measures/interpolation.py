@@ -9,12 +9,13 @@ For a query with candidates ``S`` (its k nearest training points) and weights ``
 * ``"uniform"``: uniform weights on all k candidates (plain kNN).
 
 Hard predictions take the argmax with ties going to the lowest class.  A query whose weights are all zero (no
-candidate above the threshold) falls back to its nearest candidate's label and is counted in ``n_fallback``.
+candidate above the threshold) falls back to its nearest candidate's label; :func:`vote` returns the mask of those
+queries (``return_fallback=True`` on the estimators' ``predict``).
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -26,8 +27,19 @@ from ..engine.neighbors import knn as _search
 from ..engine.solvers import DEFAULT_TOL, SOLVERS, solve_candidates
 from ..errors import InputShapeError, InvalidParameterError, TooFewPointsError
 
-__all__ = ["Interpolation", "nnk_interpolate", "vote", "NNKClassifier", "NNKRegressor", "leave_one_out",
-           "WEIGHTINGS", "LOOResult", "require_class_sizes"]
+# The scikit-learn estimators live in .estimators: importing scikit-learn costs about as much as importing nnkscope
+# itself, so `import nnkscope` skips it and the first use of one of these names loads it.
+_ESTIMATORS = ("NNKClassifier", "NNKRegressor")
+
+__all__ = ["Interpolation", "nnk_interpolate", "vote", "leave_one_out", "WEIGHTINGS", "LOOResult",
+           "require_class_sizes", *_ESTIMATORS]
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        return getattr(importlib.import_module("nnkscope.measures.estimators"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 WEIGHTINGS = ("nnk", "nnk_uniform", "kernel", "uniform")
 
@@ -75,6 +87,15 @@ def _resolve_sigma(X, k, kern: Kernel, nbrs, in_sample: bool, seed: int = 0) -> 
     return kern.resolve(kth)
 
 
+def check_tau(tau) -> float:
+    """The NNK threshold: a real number in [0, 1) (kernel values are at most 1)."""
+    tau = check_positive(tau, "tau", allow_zero=True)
+    if tau >= 1:
+        raise InvalidParameterError(f"tau must lie in [0, 1); got {tau!r}: kernel values are at most 1, so it would "
+                                    "prune every candidate (the interpolation default is 1e-10)")
+    return tau
+
+
 def nnk_interpolate(X, queries=None, k: int = 25, *, kernel: str = "cosine", sigma: float | None = None,
                     solver: str = "exact", tau: float = 1e-10, tol: float = DEFAULT_TOL, duplicates: str = "keep",
                     knn="exact", n_jobs: int | None = None, progress: bool | None = None,
@@ -106,10 +127,7 @@ def nnk_interpolate(X, queries=None, k: int = 25, *, kernel: str = "cosine", sig
         knn = knn_method
     kern = make_kernel(kernel, sigma)
     check_choice(solver, "solver", SOLVERS)
-    tau = check_positive(tau, "tau", allow_zero=True)
-    if tau >= 1:
-        raise InvalidParameterError(f"tau must lie in [0, 1); got {tau!r}: kernel values are at most 1, so it would "
-                                    "prune every candidate (the interpolation default is 1e-10)")
+    tau = check_tau(tau)
     nbrs = _search(X, k, queries=None if in_sample else Q, metric=kern.metric, method=knn,
                    duplicates=duplicates, n_jobs=n_jobs, progress=progress)
     kern = _resolve_sigma(X, k, kern, nbrs, in_sample)
@@ -142,45 +160,6 @@ def vote(weights: np.ndarray, candidate_labels: np.ndarray, n_classes: int) -> t
     return proba, fallback
 
 
-class _Estimator:
-    """``get_params`` / ``set_params`` from the constructor signature (scikit-learn's convention)."""
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
-                if name != "self"}
-
-    def set_params(self, **params):
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise InvalidParameterError(f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def _validate_fit(self, X) -> np.ndarray:
-        """Shared checks of ``fit``: the data, k, the kernel settings and the weighting."""
-        X = as_points(X, "X")
-        check_k(self.k, len(X), extra=0)
-        make_kernel(self.kernel, self.sigma)
-        check_choice(self.weights, "weights", WEIGHTINGS)
-        return X
-
-    def _check_fitted(self):
-        if not hasattr(self, "X_"):
-            raise InvalidParameterError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
-
-    def interpolate(self, X) -> Interpolation:
-        """NNK weights of the rows of ``X`` over the training set."""
-        self._check_fitted()
-        check_choice(self.weights, "weights", WEIGHTINGS)
-        return nnk_interpolate(self.X_, X, self.k, kernel=self.kernel, sigma=self.sigma, solver=self.solver,
-                               tau=self.tau, knn=self.knn_method, n_jobs=self.n_jobs, progress=False)
-
-
 def require_class_sizes(codes: np.ndarray, classes: np.ndarray, k: int) -> None:
     """Refuse k >= the smallest class size, where a point cannot have k same-class candidates."""
     sizes = np.bincount(codes, minlength=len(classes))
@@ -190,94 +169,6 @@ def require_class_sizes(codes: np.ndarray, classes: np.ndarray, k: int) -> None:
             f"class {small!r} has only {sizes.min()} sample(s) but k={k}: its points cannot have k same-class "
             f"candidates, which biases homogeneity and LOO. Use k < {sizes.min()}, drop tiny classes, or pass "
             "check_class_sizes=False to accept it")
-
-
-class NNKClassifier(_Estimator):
-    """NNK interpolation classifier (DeepNNK / the NNK classifier of the SSL benchmark).
-
-    Parameters
-    ----------
-    k : candidates per query. kernel : "cosine" (default, as in the papers) or "gaussian".
-    sigma : Gaussian bandwidth (default: training set's mean k-th neighbour distance / 3).
-    weights : "nnk" (default), "nnk_uniform", "kernel" (weighted kNN) or "uniform" (kNN): the baselines share the
-        candidates. solver, tau : NNK solver and threshold. knn_method : "exact" or "hnsw".
-
-    Examples
-    --------
-    >>> X = np.array([[0.0, 1.0], [0.1, 1.0], [1.0, 0.0], [1.0, 0.1]]); y = np.array([0, 0, 1, 1])
-    >>> NNKClassifier(k=2).fit(X, y).predict(np.array([[0.05, 1.0], [1.0, 0.02]])).tolist()
-    [0, 1]
-    """
-
-    def __init__(self, k: int = 25, kernel: str = "cosine", sigma: float | None = None, weights: str = "nnk",
-                 solver: str = "exact", tau: float = 1e-10, knn_method="exact", n_jobs: int | None = None):
-        self.k, self.kernel, self.sigma, self.weights = k, kernel, sigma, weights
-        self.solver, self.tau, self.knn_method, self.n_jobs = solver, tau, knn_method, n_jobs
-
-    def fit(self, X, y) -> NNKClassifier:
-        X = self._validate_fit(X)
-        self.classes_, self.y_ = check_labels(y, len(X))
-        self.X_ = X
-        return self
-
-    def predict_proba(self, X, weights: str | None = None) -> np.ndarray:
-        """(n, n_classes) soft predictions, columns in ``classes_`` order."""
-        return self._proba(X, weights)[0]
-
-    def _proba(self, X, weights):
-        I = self.interpolate(X)
-        proba, fb = vote(I.weights(weights or self.weights), self.y_[I.candidates], len(self.classes_))
-        self.n_fallback_ = int(fb.sum())
-        return proba, fb
-
-    def predict(self, X, weights: str | None = None) -> np.ndarray:
-        proba, _ = self._proba(X, weights)
-        return self.classes_[proba.argmax(1)]
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
-
-
-class NNKRegressor(_Estimator):
-    """NNK interpolation regressor: ``sum_j w_j y_j / sum_j w_j`` (multi-output when ``y`` is 2-D).
-
-    Examples
-    --------
-    >>> X = np.array([[0.0], [1.0], [2.0]]); y = np.array([0.0, 10.0, 20.0])
-    >>> NNKRegressor(k=2, kernel="gaussian", sigma=1.0).fit(X, y).predict(np.array([[1.5]])).round(6).tolist()
-    [15.0]
-    """
-
-    def __init__(self, k: int = 25, kernel: str = "gaussian", sigma: float | None = None, weights: str = "nnk",
-                 solver: str = "exact", tau: float = 1e-10, knn_method="exact", n_jobs: int | None = None):
-        self.k, self.kernel, self.sigma, self.weights = k, kernel, sigma, weights
-        self.solver, self.tau, self.knn_method, self.n_jobs = solver, tau, knn_method, n_jobs
-
-    def fit(self, X, y) -> NNKRegressor:
-        X = self._validate_fit(X)
-        y = np.asarray(y, dtype=np.float64)
-        if y.shape[:1] != (len(X),) or y.ndim > 2:
-            raise InputShapeError(f"y must have shape ({len(X)},) or ({len(X)}, n_outputs); got {y.shape}")
-        if not np.isfinite(y).all():
-            raise InvalidParameterError("y contains NaN/inf targets; drop or impute them")
-        self.X_, self.y_ = X, y
-        return self
-
-    def predict(self, X, weights: str | None = None) -> np.ndarray:
-        I = self.interpolate(X)
-        w = I.weights(weights or self.weights)
-        total = w.sum(1)
-        fb = total <= 0
-        w = np.where(fb[:, None], np.eye(w.shape[1])[0], w)  # nearest candidate when every weight is zero
-        self.n_fallback_ = int(fb.sum())
-        Y = self.y_[I.candidates]
-        return np.einsum("nk,nk...->n...", w, Y) / w.sum(1).reshape((-1,) + (1,) * (Y.ndim - 2))
-
-    def score(self, X, y) -> float:
-        """Coefficient of determination R^2."""
-        y = np.asarray(y, dtype=np.float64)
-        resid = ((y - self.predict(X)) ** 2).sum()
-        return float(1 - resid / ((y - y.mean(0)) ** 2).sum())
 
 
 @dataclass

@@ -76,9 +76,14 @@ def cross_class_fraction(A, y: np.ndarray) -> float:
     return float(A.data[y[A.row] != y[A.col]].sum() / total)
 
 
-def label_variation(X, y: np.ndarray, k: int = 10) -> float:
+def label_variation(X, y: np.ndarray, k: int = 10, *, neighbors=None) -> float:
     """Label variation of a layer's latent geometry graph (Lassance et al.; research notes R11): the fraction of
     edge weight crossing classes in the max-symmetrised k-NN graph weighted by cosine similarity (clipped at 0).
+
+    The weight is the cosine similarity itself, as in the paper, not the NNK cosine kernel ``1/2 + 1/2 cos``.
+    ``neighbors``: cosine candidates already found (e.g. those of a cosine NNK graph with at least ``k``
+    candidates, duplicates kept: ``(indices, distances)`` sorted by (1 - cos, index)); their first ``k`` columns are
+    exactly the k-NN graph, so no second search is needed.
 
     Examples
     --------
@@ -86,7 +91,7 @@ def label_variation(X, y: np.ndarray, k: int = 10) -> float:
     >>> label_variation(X, np.array([0, 0, 1, 1]), k=1)
     0.0
     """
-    from .._validate import as_points
+    from .._validate import as_points, check_k
     from ..engine.graph import rows_to_csr, symmetrize
     from ..engine.neighbors import knn
 
@@ -94,8 +99,17 @@ def label_variation(X, y: np.ndarray, k: int = 10) -> float:
     y = np.asarray(y)
     if y.shape != (len(X),):
         raise InputShapeError(f"y must have one label per row ({len(X)}); got shape {y.shape}")
-    nb = knn(X, k, metric="cosine", duplicates="keep", progress=False)
-    A = symmetrize(rows_to_csr(nb.indices, np.clip(1.0 - nb.distances, 0.0, None)), "max")
+    k = check_k(k, len(X))
+    if neighbors is None:
+        nb = knn(X, k, metric="cosine", duplicates="keep", progress=False)
+        indices, distances = nb.indices, nb.distances
+    else:
+        indices, distances = neighbors
+        if indices.shape[0] != len(X) or indices.shape[1] < k:
+            raise InputShapeError(f"neighbors must hold at least k={k} candidates for each of the {len(X)} rows; "
+                                  f"got {indices.shape}")
+        indices, distances = indices[:, :k], distances[:, :k]
+    A = symmetrize(rows_to_csr(indices, np.clip(1.0 - distances, 0.0, None)), "max")
     return cross_class_fraction(A, y)
 
 

@@ -44,6 +44,22 @@ def _inv_norms(Z, normalize: bool) -> np.ndarray:
     return 1.0 / n
 
 
+@nb.njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _gram(B, p):
+    """``B[:p] @ B[:p].T`` by explicit loops: a BLAS call per point from inside a parallel loop costs more than the
+    few thousand multiply-adds of these small Gram matrices (and can oversubscribe threads)."""
+    d = B.shape[1]
+    G = np.empty((p, p))
+    for a in range(p):
+        for b in range(a + 1):
+            s = 0.0
+            for t in range(d):
+                s += B[a, t] * B[b, t]
+            G[a, b] = s
+            G[b, a] = s
+    return G
+
+
 @nb.njit(parallel=True, cache=True)
 def _diameters(Z, inv, candidates, theta, out):
     n, k = candidates.shape
@@ -86,7 +102,7 @@ def polytope_diameter(X, candidates, theta, *, normalize: bool = True, n_jobs: i
     return out
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def _local_dim(Z, inv, candidates, theta, energy, out_id, out_ratio):
     n, k = candidates.shape
     d = Z.shape[1]
@@ -110,7 +126,7 @@ def _local_dim(Z, inv, candidates, theta, energy, out_id, out_ratio):
             sw = np.sqrt(w[a] / total)
             for t in range(d):
                 B[a, t] = sw * (Z[sel[a], t] * inv[sel[a]] - Z[i, t] * inv[i])
-        G = B @ B.T  # same non-zero spectrum as the d x d weighted covariance
+        G = _gram(B, p)  # same non-zero spectrum as the d x d weighted covariance
         lam = np.linalg.eigvalsh(G)[::-1]
         tr = 0.0
         for a in range(p):
@@ -154,7 +170,7 @@ def local_dimension(X, candidates, theta, *, energy: float = 0.9, normalize: boo
     return ids, ratio
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def _tangents(Z, inv, candidates, m, out):
     n, k = candidates.shape
     d = Z.shape[1]
@@ -173,15 +189,16 @@ def _tangents(Z, inv, candidates, m, out):
         for a in range(k + 1):
             for t in range(d):
                 B[a, t] -= mean[t]
-        lam, U = np.linalg.eigh(B @ B.T)
+        lam, U = np.linalg.eigh(_gram(B, k + 1))
         for c in range(m):
             col = k - c  # eigh sorts ascending
             s = 1.0 / np.sqrt(max(lam[col], 1e-300))
             for t in range(d):
-                acc = 0.0
-                for a in range(k + 1):
-                    acc += B[a, t] * U[a, col]
-                out[i, c, t] = acc * s
+                out[i, c, t] = 0.0
+            for a in range(k + 1):  # row-major sweeps of B (a column sweep strides by d: 5x slower)
+                u = U[a, col] * s
+                for t in range(d):
+                    out[i, c, t] += B[a, t] * u
 
 
 def tangent_spaces(X, candidates, dim: int, *, normalize: bool = False, n_jobs: int | None = None) -> np.ndarray:
@@ -200,7 +217,7 @@ def tangent_spaces(X, candidates, dim: int, *, normalize: bool = False, n_jobs: 
     return out
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def _curv(U, candidates, theta, out):
     n, k = candidates.shape
     m = U.shape[1]
@@ -211,11 +228,13 @@ def _curv(U, candidates, theta, out):
             if theta[i, a] <= 0:
                 continue
             j = candidates[i, a]
-            M = U[i] @ U[j].T
-            s = 0.0
+            s = 0.0  # ||U_i U_j'||_F^2 by explicit loops (see _gram)
             for x in range(m):
                 for y in range(m):
-                    s += M[x, y] * M[x, y]
+                    dot = 0.0
+                    for t in range(U.shape[2]):
+                        dot += U[i, x, t] * U[j, y, t]
+                    s += dot * dot
             total += 1.0 - s / m
             cnt += 1
         out[i] = total / cnt if cnt else 0.0

@@ -28,8 +28,8 @@ from .interpolation import WEIGHTINGS, require_class_sizes, vote
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
 from .manifold import curvature_from_tangents, local_dimension, polytope_diameter, tangent_spaces
 
-__all__ = ["point_metrics", "graph_metrics", "multiscale_metrics", "merge_neighbourhoods", "loo_columns",
-           "column_means", "MEAN_COLUMNS"]
+__all__ = ["point_metrics", "describe_graph", "graph_metrics", "multiscale_metrics", "merge_neighbourhoods",
+           "loo_columns", "column_means", "MEAN_COLUMNS"]
 
 MEAN_COLUMNS = ("nnk_degree", "interpolation_error", "diameter", "local_id", "curvature")
 
@@ -243,12 +243,23 @@ def point_metrics(X, y=None, k: int = 30, *, settings: GraphSettings | None = No
         if check_class_sizes:
             require_class_sizes(labels[1], labels[0], s.k)
     parts = build_graph(ArraySource(X), None, settings=s, threads_per_task=n_jobs, progress=progress)
+    return describe_graph(parts, y, energy=energy, curvature_dim=curvature_dim, normalize=normalize,
+                          _labels=labels)
+
+
+def describe_graph(parts: GraphParts, y=None, *, energy: float = 0.9, curvature_dim: int | None = None,
+                   normalize: bool | None = None, _labels=None):
+    """:func:`point_metrics` of a graph already built in memory by :func:`~nnkscope.engine.pipeline.build_graph`
+    (so a caller can reuse its candidates, e.g. for label variation); returns ``(DataFrame, summary)``."""
+    s = parts.settings
+    labels = _labels if _labels is not None or y is None else check_labels(y, parts.plan.n)
     df = graph_metrics(parts, y, energy=energy, curvature_dim=curvature_dim, normalize=normalize,
                        graph_summary=False)
     G = parts.to_graph()
-    summary = {"n": len(X), "k": s.k, "kernel": s.kernel, "sigma": G.params["sigma"],
+    summary = {"n": parts.plan.n, "k": s.k, "kernel": s.kernel, "sigma": G.params["sigma"],
                "curvature_dim": df.attrs["curvature_dim"], **column_means(df),
-               "median_local_id": float(np.median(df["local_id"])), **G.summary(s.symmetrize)}
+               "median_local_id": float(np.median(df["local_id"])), **G.summary(s.symmetrize),
+               "knn_method": G.params["knn"]["method"], "knn_recall": G.params["knn"].get("recall") or np.nan}
     if labels is not None:
         classes, codes = labels
         summary["loo_fallback_nodes"] = int(((G.theta > 0).sum(axis=1) == 0).sum())

@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from .._validate import check_choice, check_labels
+from .._validate import as_points, check_choice, check_labels
+from ..engine.neighbors import Neighbors
+from ..engine.pipeline import build_graph, run_tasks
 from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
-from ..io import fingerprint
+from ..executor import as_executor, is_inline
+from ..io import ArraySource, atomic_path, fingerprint
 from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.embedding import spectral_embedding
+from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
-from ..measures.metrics import point_metrics
+from ..measures.metrics import describe_graph
+from ..measures.spectral import spectral_summary
+from ..measures.uncertainty import bootstrap_ci
 from ..nn.capture import capture
 from ..store import RunStore
 
@@ -35,7 +44,7 @@ IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerpri
 def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
               k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None, pooling: str = "flatten",
               include_input: bool = True, on_change: str = "error", progress: bool | None = False,
-              samples=None) -> dict:
+              samples=None, executor=None) -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed.
 
     A layer already in the run folder is skipped only when it was measured with the same settings, the same
@@ -58,12 +67,12 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
                           model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
-                          samples=samples, _source=source)
+                          samples=samples, executor=executor, _source=source)
 
 
 def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "model", epoch: int = 0,
                    k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None,
-                   on_change: str = "error", progress: bool | None = False, samples=None,
+                   on_change: str = "error", progress: bool | None = False, samples=None, executor=None,
                    _source: dict | None = None) -> dict:
     """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
@@ -76,7 +85,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     ``"replace"`` recomputes it.  Class-geometry quantities that a layer cannot define (fewer dimensions than
     K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.  ``samples`` (one
     identifier per row, e.g. its position in the user's data) becomes the ``sample`` column of ``points``, so
-    results join back to the inputs.
+    results join back to the inputs.  Each layer is a task on ``executor`` (None: in this process; a
+    ``concurrent.futures`` pool or a Dask client: the layers are saved once under the run folder, which every
+    worker must reach, and each worker reads its own).
 
     Examples
     --------
@@ -92,7 +103,6 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     >>> measure_layers(feats, y, store, k=8)   # same settings and data: nothing to do
     {}
     """
-    import pandas as pd
 
     check_choice(on_change, "on_change", ("error", "replace"))
     keys = {"model": model_name, "epoch": int(epoch)}
@@ -105,7 +115,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             raise InputShapeError(f"samples must hold one identifier per label ({len(codes)}); got shape "
                                   f"{samples.shape}")
     known = _identities(store, keys)
-    computed = {}
+    ex = as_executor(executor)
+    spill = None if is_inline(executor) else Path(store.root) / ".features"  # workers read layers from disk
+    jobs = []
     for index, (name, H) in enumerate(features.items()):
         source = _source
         if source is None:  # precomputed features: their content is the identity
@@ -116,25 +128,54 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
         H = H() if callable(H) else H
-        H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
         if len(H) != len(codes):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
-        try:
-            df, summary = point_metrics(H, classes[codes], settings=s, check_class_sizes=False, progress=progress)
-            if samples is not None:
-                df.insert(1, "sample", samples)
-            summary.update(_class_geometry(H, codes, len(classes)))
-            summary["label_variation"] = label_variation(H, codes, k=min(10, len(H) - 1))
-        except NNKScopeError as exc:  # name the unit: a study measures many
-            raise type(exc)(f"layer {name!r} of model {model_name!r} at epoch {epoch}: {exc}") from exc
-        summary["layer_index"] = index
-        summary.update(unit)
-        store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
-        store.write("points", df, layer=name, **keys)
-        computed[name] = summary
+        if spill is not None:
+            path = spill / f"{unit['unit_id']}-{index}.npy"
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(H).reshape(len(H), -1))
+            H = str(path)
+        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples))
+    summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
+    if spill is not None:
+        shutil.rmtree(spill, ignore_errors=True)
     _write_fit(store, keys)
-    return computed
+    return {job[2]: summary for job, summary in zip(jobs, summaries, strict=True)}
+
+
+def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
+                  progress, samples=None) -> dict:
+    """One (model, epoch, layer) unit: every metric of the layer, written as its ``layers`` and ``points`` parts.
+
+    A task of its own (module level, picklable): in this process by default, or on any executor's workers, which
+    read the layer from disk when ``H`` is a path."""
+    import pandas as pd
+
+    store = RunStore(root, create=False)
+    H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
+    H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
+    try:
+        parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress)
+        df, summary = describe_graph(parts, classes[codes])
+        summary.update(_class_geometry(H, codes, len(classes)))
+        k_lv = min(10, len(H) - 1)
+        shared = None
+        if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
+            g = parts.read(0, ["candidates", "distances"])
+            shared = (g["candidates"], g["distances"])
+        summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
+        summary.update(_peer_measures(H, parts, df))
+        df["view_x"], df["view_y"], summary["view"] = _picture(H, parts)
+        if samples is not None:  # each point's row in the user's data, next to the graph's node index
+            df.insert(1, "sample", samples)
+    except NNKScopeError as exc:  # name the unit: a study measures many
+        raise type(exc)(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {exc}") from exc
+    summary["layer_index"] = index
+    summary.update(unit)
+    store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
+    store.write("points", df, layer=name, **keys)
+    return summary
 
 
 def _with_samples(source: dict, samples, n: int) -> dict:
@@ -206,6 +247,50 @@ def _todo(store, keys, names, settings, source, labels_fp, on_change) -> list[st
     unit = _unit(settings, source, labels_fp)
     return [n for n in names if not store.has("points", layer=n, **keys)
             or _changed(store, keys, n, known, unit, on_change)]
+
+
+# per-point columns whose layer-level mean gets a bootstrap interval: layer column -> (point column, statistic)
+CI_COLUMNS = {"mean_nnk_degree": ("nnk_degree", "mean"), "mean_diameter": ("diameter", "mean"),
+              "mean_local_id": ("local_id", "mean"), "mean_curvature": ("curvature", "mean"),
+              "mean_interpolation_error": ("interpolation_error", "mean"),
+              "loo_error_nnk": ("loo_error_nnk", "mean"), "loo_error_kernel": ("loo_error_kernel", "mean"),
+              "homogeneous_fraction_H": ("homogeneity", "homogeneous")}
+N_BOOT = 400
+
+
+def _peer_measures(H: np.ndarray, parts, df) -> dict:
+    """Global intrinsic dimension (on the graph's own neighbour search), spectral summaries, and percentile-bootstrap
+    intervals (over points, seeded) of the layer means of per-point metrics."""
+    g = parts.read(0, ["candidates", "distances"])
+    nbrs = Neighbors(g["candidates"], g["distances"], parts.settings.metric, parts.settings.knn.name,
+                     parts.settings.duplicates, 0)
+    out = {"id_twonn": intrinsic_dimension(H, "twonn", neighbors=nbrs),
+           "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(intrinsic_dimension(H, "pca"))}
+    spec = spectral_summary(H)
+    out.update(rankme=spec["rankme"], participation_ratio=spec["participation_ratio"],
+               stable_rank=spec["stable_rank"], spectral_alpha=spec["alpha"])
+    for name, (col, stat) in CI_COLUMNS.items():
+        if col in df:
+            values = df[col].to_numpy(dtype=np.float64)
+            fn = np.mean if stat == "mean" else (lambda v: float(np.mean(v == 1)))
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(fn, values, n_boot=N_BOOT, seed=0)
+    return out
+
+
+SPECTRAL_VIEW_MAX = 5000  # above this the sparse eigensolver costs more than the rest of the layer: PCA instead
+
+
+def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
+    """A 2-D picture of the layer for the report: the spectral embedding of its NNK graph (Laplacian eigenmaps on
+    the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal components above."""
+    if len(H) <= SPECTRAL_VIEW_MAX:
+        E = spectral_embedding(parts.to_graph(), 2)
+        return E[:, 0], E[:, 1], "spectral"
+    C = H - H.mean(axis=0)
+    _, _, Vt = np.linalg.svd(C[np.random.default_rng(0).choice(len(C), min(len(C), 5000), replace=False)],
+                             full_matrices=False)
+    E = C @ Vt[:2].T
+    return E[:, 0], E[:, 1], "pca"
 
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:

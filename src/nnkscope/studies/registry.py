@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -60,24 +61,33 @@ def load_config(kind: str, path) -> dict:
     return resolve_config(kind, resolve_paths(load_yaml(path), Path(path).resolve().parent))
 
 
-def run_study(kind: str, config: dict, out, *, progress: bool | None = None):
+def run_study(kind: str, config: dict, out, *, progress: bool | None = None, executor=None):
     """Run a resolved study config into the run folder ``out``; returns ``(store, table)``.
 
     The config is checked again first, and the user's own model, data or features (if the config names them) are
     loaded and checked, so nothing is written for a config or an input that fails.  Their content hashes and
     fingerprints enter the run manifest (``params.inputs``): a run folder is never resumed over changed files.
+    ``executor`` (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks, for the kinds
+    that measure layers (``layerwise``, ``training``); the tables are the same as in this process.
     """
     study = get_kind(kind)
     config = study.resolve(config)
+    takes_executor = "executor" in inspect.signature(study.run).parameters
+    if executor is not None and not takes_executor:
+        raise InvalidParameterError(f"study kind {kind!r} runs in this process only; drop the executor "
+                                    "(--local-cluster / --scheduler)")
     prepared = study.prepare(config) if study.prepare is not None else None
     params = {"study": kind, **config}
     if prepared is not None:
         params["inputs"] = prepared.inputs
         _refuse_changed_inputs(out, params)
     store = RunStore(out, params=params)
-    if prepared is None:
-        return store, study.run(config, store, progress=progress)
-    return store, study.run(config, store, progress=progress, prepared=prepared)
+    kwargs: dict = {"progress": progress}
+    if takes_executor:
+        kwargs["executor"] = executor
+    if prepared is not None:
+        kwargs["prepared"] = prepared
+    return store, study.run(config, store, **kwargs)
 
 
 def _refuse_changed_inputs(out, params: dict) -> None:

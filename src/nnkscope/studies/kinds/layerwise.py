@@ -19,10 +19,12 @@ from ..own import Prepared, eval_rows, prepare_own, refine_own
 LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
                  ("separation_fuzziness", "separation fuzziness D (log)", True), ("nc1", "NC1 (log)", True),
                  ("homogeneous_fraction_H", "homogeneous nodes H", False), ("mean_diameter", "mean diameter", False),
-                 ("label_variation", "label variation (10-NN graph)", False)]
+                 ("label_variation", "label variation (10-NN graph)", False),
+                 ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
-def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Prepared | None = None) -> object:
+def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Prepared | None = None,
+                      executor=None) -> object:
     from ..layerwise import TrainingCallback
 
     own = prepared is not None and prepared.data is not None
@@ -44,7 +46,7 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Pr
     model = prepared.model if prepared is not None else build_model(cfg["model"], data, cfg["seed"])
     layers = prepared.layers if prepared is not None else cfg["layers"]
     cb = TrainingCallback(store, Xe, ye, layers, every=0, epochs=epochs, model_name=name, k=cfg["k"],
-                          pooling=cfg["pooling"], progress=progress, samples=samples)
+                          pooling=cfg["pooling"], progress=progress, samples=samples, executor=executor)
     if 0 in epochs:
         cb(0, model)
     spec = dict(cfg["train"], epochs=max(epochs))
@@ -56,7 +58,7 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Pr
     return store.read("layers")
 
 
-def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
+def _measure_minilm(cfg: dict, store: RunStore, progress, executor=None) -> None:
     """The packaged MiniLM encoder (pretrained, no training) on offline topic-labelled sentences."""
     from ...nn.capture import hidden_states
     from ...nn.datasets import topic_sentences
@@ -70,17 +72,18 @@ def _measure_minilm(cfg: dict, store: RunStore, progress) -> None:
         return
     bert, tokenizer, _ = load_minilm()
     measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
+                   executor=executor,
                    progress=progress)
 
 
-def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progress) -> None:
+def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progress, executor=None) -> None:
     """Saved features, or a Hugging Face encoder's hidden states (computed once, only if a layer is missing)."""
     from ..layerwise import measure_layers
 
     n = len(prepared.y)
     if prepared.kind == "features":
         measure_layers(prepared.features, prepared.y, store, model_name=prepared.model_name, epoch=0, k=cfg["k"],
-                       progress=progress, samples=np.arange(n))
+                       progress=progress, samples=np.arange(n), executor=executor)
         return
     from ...nn.capture import hidden_states
 
@@ -96,30 +99,30 @@ def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progres
               "pooling": pooling}
     measure_layers({name: (lambda name=name: state(name)) for name in prepared.layers}, prepared.y, store,
                    model_name=prepared.model_name, epoch=0, k=cfg["k"], progress=progress, samples=np.arange(n),
-                   _source=source)
+                   executor=executor, _source=source)
 
 
-def run_layerwise(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
+def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
     """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one).  With model kind
     ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0); saved features and
     a Hugging Face folder are measured as they are (epoch 0)."""
     if prepared is not None and prepared.kind in ("features", "huggingface"):
-        _measure_precomputed(cfg, store, prepared, progress)
+        _measure_precomputed(cfg, store, prepared, progress, executor)
         layers = store.read("layers")
     elif prepared is None and cfg["model"]["kind"] == "minilm":
-        _measure_minilm(cfg, store, progress)
+        _measure_minilm(cfg, store, progress, executor)
         layers = store.read("layers")
     else:
-        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, prepared)
+        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, prepared, executor)
     layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
 
 
-def run_training(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
+def run_training(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
     """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation, or the model as
     loaded from its checkpoint)."""
-    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, prepared)
+    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, prepared, executor)
     layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "separation_fuzziness", "label_variation"]]
@@ -133,8 +136,11 @@ def _layers_section(store: RunStore) -> dict:
     fig, axes = grid(len(metrics))  # across layers, one line per recorded epoch
     for ax, (col, title, log) in zip(axes, metrics, strict=False):
         for (model, epoch), sub in layers.groupby(["model", "epoch"]):
-            ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
+            line, = ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
                 epoch == last_epoch[model]))
+            if f"{col}_ci_low" in sub:  # 95% bootstrap band over points
+                ax.fill_between(sub.layer_index, sub[f"{col}_ci_low"], sub[f"{col}_ci_high"], color=line.get_color(),
+                                alpha=0.15, lw=0)
         ax.set(title=title, xlabel="layer (0 = input)", yscale="log" if log else "linear")
         ax.set_xticks(sorted(layers.layer_index.unique()))
         ax.grid(alpha=0.3)
@@ -159,6 +165,9 @@ def _layers_section(store: RunStore) -> dict:
         ax.set(title=f"{col} at the last epoch")
     axes[0].legend(fontsize=7)
     figs.append(("Per-point distributions", png(fig)))
+    if "view_x" in store.read("points").columns:
+        figs.append(("Each layer in 2-D (spectral embedding of its NNK graph; PCA for large layers), last epoch, "
+                     "coloured by label", _views(store)))
     table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
         "model", "layer", "kernel")])
     return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
@@ -209,3 +218,21 @@ TRAINING = StudyKind(
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
     prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
     summary="the same at chosen epochs of one training run (0 = initialisation)")
+
+
+def _views(store: RunStore) -> str:
+    """One scatter per layer of the last epoch of the first model, points coloured by label."""
+    pts = store.read("points")
+    model = sorted(pts["model"].unique())[0]
+    pts = pts[(pts["model"] == model) & (pts["epoch"] == pts[pts["model"] == model]["epoch"].max())]
+    layers = store.read("layers")
+    order = layers[layers["model"] == model].drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
+    order = [name for name in order if name in set(pts["layer"])]
+    fig, axes = grid(len(order))
+    codes = {c: i for i, c in enumerate(sorted(pts["label"].astype(str).unique()))}
+    for ax, name in zip(axes, order, strict=False):
+        sub = pts[pts["layer"] == name]
+        ax.scatter(sub["view_x"], sub["view_y"], c=[codes[str(v)] for v in sub["label"]], cmap="tab10", s=4,
+                   alpha=0.7, lw=0)
+        ax.set(title=f"{model}: {name}", xticks=[], yticks=[])
+    return png(fig)

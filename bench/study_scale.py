@@ -1,0 +1,144 @@
+"""A study at the scale of real models: one layer's full measurement against its exact kNN alone, and a 12-layer
+saved-features study end to end (features on disk), side by side in one run.
+
+Part A times, on one (N, d) layer (cosine, k=20, the layer-wise study's settings), the exact faiss kNN alone
+(``faiss.knn`` inner product on unit rows, k + 1) and ``measure_layers`` of that layer (NNK graph, every per-point
+metric, LOO, class geometry, label variation), alternating ``--repeats`` times; the ratio is what to read.
+``--old SRC`` runs the same measurement with another source tree (e.g. a checkout of an earlier commit) in a
+subprocess, interleaved, so before and after share the machine's load.  Part B runs ``measure_layers`` over
+``--layers`` layers stored as ``.npy`` files (memory-mapped, one loaded at a time) and reports the wall time and
+the peak RSS of the process.
+
+    python bench/study_scale.py                         # N = 50,000, d = 768, 12 layers
+    python bench/study_scale.py --n 20000 --layers 3    # smaller
+    python bench/study_scale.py --old /tmp/base/src     # before vs after
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def layer_data(n: int, d: int, seed: int):
+    import numpy as np
+
+    sys.path.insert(0, HERE)
+    from _data import embedding_like
+
+    X = embedding_like(n, d, seed=seed)
+    y = np.random.default_rng(seed).integers(0, 10, n)  # 10 classes, as in a classification study
+    return X, y
+
+
+def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
+    """Part A in this process (whatever nnkscope PYTHONPATH gives)."""
+    import faiss
+    import numpy as np
+
+    import nnkscope
+    from nnkscope._runtime import thread_limit
+    from nnkscope.store import RunStore
+    from nnkscope.studies.layerwise import measure_layers
+
+    X, y = layer_data(n, d, 0)
+    warm = layer_data(2000, d, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        measure_layers({"warm": warm[0]}, warm[1], RunStore(f"{tmp}/warm"), k=k)  # JIT compile, not timed
+        t_knn, t_layer = [], []
+        for r in range(repeats):
+            with thread_limit(None):
+                Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+                t0 = time.perf_counter()
+                faiss.knn(Xn, Xn, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+                t_knn.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            out = measure_layers({"layer": X}, y, RunStore(f"{tmp}/run{r}"), k=k)
+            t_layer.append(time.perf_counter() - t0)
+    med = statistics.median
+    return {"version": nnkscope.__version__, "source": os.path.dirname(nnkscope.__file__), "N": n, "d": d, "k": k,
+            "knn_s": med(t_knn), "layer_s": med(t_layer), "ratio": med(t_layer) / med(t_knn),
+            "loo_error_nnk": float(out["layer"]["loo_error_nnk"])}
+
+
+def many_layers(n: int, d: int, k: int, n_layers: int) -> dict:
+    """Part B: a saved-features study over ``n_layers`` .npy files, loaded one at a time."""
+    import numpy as np
+
+    from nnkscope.store import RunStore
+    from nnkscope.studies.layerwise import measure_layers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, y = layer_data(n, d, 0)
+        paths = []
+        for i in range(n_layers):
+            X, _ = layer_data(n, d, 100 + i)
+            paths.append(f"{tmp}/layer{i}.npy")
+            np.save(paths[-1], X)
+            del X
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        feats = {f"layer{i}": (lambda p=p: np.load(p, mmap_mode="r")) for i, p in enumerate(paths)}
+        t0 = time.perf_counter()
+        measure_layers(feats, y, RunStore(f"{tmp}/run"), k=k)
+        wall = time.perf_counter() - t0
+    return {"N": n, "d": d, "k": k, "layers": n_layers, "wall_s": wall, "per_layer_s": wall / n_layers,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": rss0}
+
+
+def _sub(src: str | None, mode: str, args) -> dict:
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    cmd = [sys.executable, __file__, "--one", mode, "--n", str(args.n), "--d", str(args.d), "--k", str(args.k),
+           "--repeats", "1", "--layers", str(args.layers)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50000)
+    ap.add_argument("--d", type=int, default=768)
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--old", help="another source tree (its src/ folder) to measure side by side")
+    ap.add_argument("--skip-study", action="store_true", help="part A only")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one == "layer":
+        print(json.dumps(one_layer(args.n, args.d, args.k, args.repeats)))
+        return
+    if args.one == "study":
+        print(json.dumps(many_layers(args.n, args.d, args.k, args.layers)))
+        return
+    print(f"part A: one layer {args.n} x {args.d}, k={args.k}, cosine; {args.repeats} interleaved repeat(s)")
+    rows = {"new": [], "old": []}
+    for _ in range(args.repeats):
+        rows["new"].append(_sub(None, "layer", args))
+        if args.old:
+            rows["old"].append(_sub(args.old, "layer", args))
+    for name, rs in rows.items():
+        if rs:
+            knn, layer = statistics.median(r["knn_s"] for r in rs), statistics.median(r["layer_s"] for r in rs)
+            print(f"  {name:>3}: exact kNN {knn:7.2f} s   layer {layer:7.2f} s   layer / kNN {layer / knn:5.2f}   "
+                  f"(LOO {rs[0]['loo_error_nnk']:.4f}, {rs[0]['source']})")
+    if not args.skip_study:
+        r = _sub(None, "study", args)
+        print(f"part B: {r['layers']} layers of {r['N']} x {r['d']} from .npy files: {r['wall_s']:.0f} s "
+              f"({r['per_layer_s']:.1f} s per layer), peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

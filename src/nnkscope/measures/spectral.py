@@ -1,0 +1,123 @@
+"""Spectral summaries of a representation: effective rank, participation ratio, stable rank, power-law decay.
+
+Every number here is a function of the eigenvalues ``lambda_1 >= lambda_2 >= ...`` of the sample covariance
+``Xc' Xc / (N - 1)`` of the centred rows (``center=False``: of ``X' X / (N - 1)``), equivalently of the squared
+singular values of ``Xc``.  They are computed from the smaller of the two Gram matrices, ``d x d`` (accumulated
+over row blocks, so memory is ``O(d^2)`` beyond the input) when ``d <= N`` and ``N x N`` otherwise.  Eigenvalues
+below ``max(N, d) * eps * lambda_1`` are rounding noise of the Gram route and are set to 0 (the *numerical rank*
+counts the others).  All four numbers are invariant to scaling ``X``:
+
+* ``rankme`` -- Garrido et al. 2023 (RankMe): ``exp(-sum_k p_k log p_k)`` with ``p_k = sigma_k / sum_j sigma_j``
+  over the singular values ``sigma_k = sqrt((N - 1) lambda_k)`` (``0 log 0 = 0``, no epsilon).  The paper applies
+  it to the raw embedding matrix: pass ``center=False`` to follow it exactly;
+* ``participation_ratio`` -- ``(sum lambda)^2 / sum lambda^2``;
+* ``stable_rank`` -- ``||Xc||_F^2 / ||Xc||_2^2 = sum lambda / lambda_1`` (on the centred matrix by default);
+* ``alpha`` -- the power-law decay exponent of alpha-ReQ (Agrawal et al. 2022): ``-slope`` of the least-squares
+  line through ``(log i, log lambda_i)`` for ``i`` in ``alpha_range`` (1-based, inclusive; default: 1 to the
+  numerical rank), so ``lambda_i = c i^-alpha`` gives ``alpha`` exactly.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._validate import as_points
+from ..errors import InvalidParameterError
+
+__all__ = ["covariance_spectrum", "spectral_summary"]
+
+_BLOCK_ENTRIES = 1 << 22  # rows per Gram block * d: 32 MB of float64 at a time
+
+
+def covariance_spectrum(X, *, center: bool = True) -> np.ndarray:
+    """Eigenvalues of the sample covariance of ``X`` (ddof 1), descending, ``min(N, d)`` of them.
+
+    Eigenvalues under ``max(N, d) * eps`` times the largest are set to 0 (rounding noise of the Gram matrix).
+    Raises :class:`~nnkscope.errors.InvalidParameterError` for a constant ``X`` (every row equal; with
+    ``center=False``: every entry zero), which has no spectrum.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    >>> covariance_spectrum(X).round(12).tolist()
+    [2.666666666667, 0.666666666667]
+    """
+    X = as_points(X, "X", min_rows=2)
+    n, d = X.shape
+    mean = X.mean(axis=0, dtype=np.float64) if center else np.zeros(d)
+    if d <= n:
+        G = np.zeros((d, d))
+        step = max(1, _BLOCK_ENTRIES // d)
+        for lo in range(0, n, step):
+            B = X[lo:lo + step].astype(np.float64) - mean
+            G += B.T @ B
+    else:
+        B = X.astype(np.float64) - mean
+        G = B @ B.T
+    lam = np.linalg.eigvalsh(G)[::-1] / (n - 1)
+    if not lam[0] > 0:
+        what = "every row equal" if center else "every entry zero"
+        raise InvalidParameterError(f"X is constant ({what}): it has no variance, so no spectrum or intrinsic "
+                                    "dimension; check the layer (dead units, a collapsed representation)")
+    lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
+    return lam
+
+
+def _alpha(lam: np.ndarray, alpha_range) -> float:
+    rank = int(np.count_nonzero(lam))
+    if alpha_range is None:
+        lo, hi = 1, rank
+    else:
+        try:
+            lo, hi = alpha_range
+        except (TypeError, ValueError):
+            lo = hi = None
+        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (lo, hi))
+        if not ok or not 1 <= lo < hi:
+            raise InvalidParameterError(f"alpha_range must be two integers (first, last) with 1 <= first < last "
+                                        f"(1-based eigenvalue indices, inclusive); got {alpha_range!r}")
+        hi = min(int(hi), rank)  # numerical zeros have no logarithm
+    if hi - lo + 1 < 2:
+        return float("nan")  # fewer than two non-zero eigenvalues in range: no line to fit
+    i = np.arange(lo, hi + 1, dtype=np.float64)
+    slope = np.polyfit(np.log(i), np.log(lam[lo - 1:hi]), 1)[0]
+    return float(-slope)
+
+
+def spectral_summary(X, *, center: bool = True, alpha_range: tuple[int, int] | None = None) -> dict:
+    """RankMe, participation ratio, stable rank and power-law exponent of a representation's covariance spectrum.
+
+    Parameters
+    ----------
+    X : (N, d) array of points (rows).
+    center : subtract the mean row first (default).  ``False`` gives the second-moment spectrum, as RankMe's
+        authors use.
+    alpha_range : ``(first, last)`` 1-based inclusive eigenvalue indices for the power-law fit (``last`` is capped
+        at the numerical rank); default: all non-zero eigenvalues.
+
+    Returns
+    -------
+    dict with ``rankme``, ``participation_ratio``, ``stable_rank``, ``alpha`` (NaN when fewer than two non-zero
+    eigenvalues fall in the fit range, e.g. rank-1 data) and ``rank`` (the numerical rank), all floats.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).normal(size=(400, 6)) * np.array([1.0, 1, 1, 0, 0, 0])
+    >>> s = spectral_summary(X)
+    >>> s["rank"], round(s["rankme"], 1), round(s["participation_ratio"], 1)
+    (3.0, 3.0, 3.0)
+    """
+    lam = covariance_spectrum(X, center=center)
+    nz = lam[lam > 0]
+    sigma = np.sqrt(nz)
+    p = sigma / sigma.sum()
+    total = nz.sum()
+    return {
+        "rankme": float(np.exp(-np.sum(p * np.log(p)))),
+        "participation_ratio": float(total**2 / np.sum(nz**2)),
+        "stable_rank": float(total / nz[0]),
+        "alpha": _alpha(lam, alpha_range),
+        "rank": float(nz.size),
+    }
