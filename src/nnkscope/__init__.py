@@ -33,13 +33,16 @@ __all__ = [
     "spectral_summary", "explain",
 ]
 
-# Loaded on first use: these import scikit-learn, which costs about as much as importing nnkscope itself.
-_LAZY = {"explain": "nnkscope.measures.explain"}
+# Loaded on first use: explain imports scikit-learn, analyze torch and matplotlib, which ``import nnkscope`` must not
+# (for the same reason analyze is not in ``__all__``: ``from nnkscope import *`` stays light).
+_LAZY = {"explain": "nnkscope.measures.explain", "analyze": "nnkscope.analyze"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnkscope' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # importing nnkscope.analyze bound the module to this name; the function wins
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -506,6 +506,10 @@ def _add_demo_parsers(sub) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--features", nargs="+", metavar="FILE",
+                   help="layerwise on saved features instead of a model: one .npz (each array a layer, in file "
+                        "order) or several .npy files (one layer each, in the order given); needs --labels")
+    p.add_argument("--labels", help="labels of the feature rows (.npy/.npz/.pt/.txt), for --features")
     p.set_defaults(func=_cmd_study)
     p = sub.add_parser("report", help="write the HTML report of a run folder")
     p.add_argument("run_dir")
@@ -544,12 +548,33 @@ def _check_run_folder(out) -> None:
     check_output_dir(out, flag="--out", what="run")
 
 
+def _study_config(args) -> dict:
+    """The study's config: the YAML file (paths relative to it) with ``--features`` / ``--labels`` on top."""
+    import os
+    from pathlib import Path
+
+    from .studies.base import load_yaml, resolve_paths
+    from .studies.registry import resolve_config
+
+    raw = resolve_paths(load_yaml(args.config), Path(args.config).resolve().parent) if args.config else {}
+    if args.labels and not args.features:
+        raise InvalidParameterError("--labels goes with --features (a model study reads its labels from the config)")
+    if args.features:
+        if args.kind != "layerwise":
+            raise InvalidParameterError(f"--features runs study layerwise; saved features have no {args.kind} study")
+        if not args.labels:
+            raise InvalidParameterError("--features needs --labels (one label per feature row)")
+        raw["features"] = [os.path.abspath(f) for f in args.features]
+        raw["data"] = {**raw.get("data", {}), "y": os.path.abspath(args.labels)}
+    return resolve_config(args.kind, raw)
+
+
 def _cmd_study(args) -> int:
     import pandas as pd
 
-    from .studies.registry import load_config, resolve_config, run_study
+    from .studies.registry import run_study
 
-    cfg = load_config(args.kind, args.config) if args.config else resolve_config(args.kind)
+    cfg = _study_config(args)
     if args.show_config:
         import yaml
 
@@ -575,6 +600,56 @@ def _cmd_study(args) -> int:
         write_report(args.out)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"run folder: {args.out}" + ("" if args.no_report else f"; report: {args.out}/report.html"))
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    from .studies.kinds.compare_features import COMPARE_FEATURES
+
+    d = COMPARE_FEATURES.defaults
+    p = sub.add_parser("compare", help="compare two models' saved features layer by layer (CKA, NNK Jaccard, ...)",
+                       description="Every layer of A against every layer of B (one file: against itself): table "
+                                   "'similarity' (one row per model_a, layer_a, model_b, layer_b, measure) and a "
+                                   "report with a layer x layer heatmap per measure.")
+    p.add_argument("features", nargs="+", metavar="FILE", help="one or two feature sets: .npz (one array per layer) "
+                                                                 "or .npy (one layer)")
+    p.add_argument("--labels", help="labels of the rows: also writes each set's layer-wise metrics (table layers)")
+    p.add_argument("--names", nargs="+", help="a name per feature set (default: the file names)")
+    p.add_argument("--measures", nargs="+", default=d["measures"], help=f"default {' '.join(d['measures'])}")
+    p.add_argument("-k", type=int, default=d["k"], help=f"NNK candidates per node (default {d['k']})")
+    p.add_argument("--kernel", choices=["cosine", "gaussian"], default=d["kernel"])
+    p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same inputs)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    import os
+
+    import pandas as pd
+
+    from .studies.registry import resolve_config, run_study
+
+    if len(args.features) > 2:
+        raise InvalidParameterError(f"compare takes one or two feature sets; got {len(args.features)}")
+    raw = {"features": [os.path.abspath(f) for f in args.features], "measures": list(args.measures), "k": args.k,
+           "kernel": args.kernel}
+    if args.labels:
+        raw["labels"] = os.path.abspath(args.labels)
+    if args.names:
+        raw["names"] = list(args.names)
+    cfg = resolve_config("compare-features", raw)
+    _check_run_folder(args.out)
+    _, table = run_study("compare-features", cfg, args.out)
+    if not args.no_report:
+        from .report import write_report
+
+        write_report(args.out)
+    wide = table.pivot_table(index=["model_a", "layer_a", "model_b", "layer_b"], columns="measure", values="value",
+                             sort=False).reset_index()
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(wide.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"run folder: {args.out}" + ("" if args.no_report else f"; report: {args.out}/report.html"))
     return 0
 
@@ -658,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_parser(sub)
     _add_demo_parsers(sub)
     _add_explain_parser(sub)
+    _add_compare_parser(sub)
     for p in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
     return parser
