@@ -14,12 +14,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "nnkscope"
 LAYERS = [
     {"errors", "_version", "_validate", "_runtime", "io", "executor"},
     {"engine"},
-    {"measures"},
+    {"measures", "similarity"},
     {"nn"},
     {"store"},
     {"studies"},
     {"report"},
-    {"cli"},
+    {"cli", "analyze"},
 ]
 EXEMPT = {"nnkscope", "nnkscope._compat"}  # the package's front door and the old-path aliases import everything
 

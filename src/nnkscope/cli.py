@@ -315,7 +315,7 @@ def _cmd_collapse(args) -> int:
         b = _load_array(args.bias, "--bias", "bias", "np.save(path, b)")
     y = _load_labels(args.labels, len(H))
     codes, K = _class_codes(y, args.labels, len(W) if W is not None and np.ndim(W) == 2 else None)
-    stats = scatter_in_blocks(H, codes, K, args.batch_size)
+    stats = scatter_in_blocks(H, codes, K, args.batch_size, balanced=False)  # NC needs no balanced pass
     batches = ((H[lo:lo + args.batch_size], codes[lo:lo + args.batch_size])
                for lo in range(0, len(H), args.batch_size))
     metrics = neural_collapse(stats, W=W, b=b, batches=batches if W is not None else None)
@@ -354,7 +354,7 @@ def _cmd_separation(args) -> int:
     for i, (name, H) in enumerate(named):
         if len(H) != len(codes):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels")
-        stats = scatter_in_blocks(H, codes, K, args.batch_size)
+        stats = scatter_in_blocks(H, codes, K, args.batch_size, balanced=args.weighting == "balanced")
         D = separation_fuzziness(stats, weighting=args.weighting)
         rows.append((i, name, D))
         print(f"layer {i:3d}  D = {D:12.6g}  log D = {np.log(D):9.4f}  {name}")
@@ -506,6 +506,10 @@ def _add_demo_parsers(sub) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--features", nargs="+", metavar="FILE",
+                   help="layerwise on saved features instead of a model: one .npz (each array a layer, in file "
+                        "order) or several .npy files (one layer each, in the order given); needs --labels")
+    p.add_argument("--labels", help="labels of the feature rows (.npy/.npz/.pt/.txt), for --features")
     p.set_defaults(func=_cmd_study)
     p = sub.add_parser("report", help="write the HTML report of a run folder")
     p.add_argument("run_dir")
@@ -544,12 +548,33 @@ def _check_run_folder(out) -> None:
     check_output_dir(out, flag="--out", what="run")
 
 
+def _study_config(args) -> dict:
+    """The study's config: the YAML file (paths relative to it) with ``--features`` / ``--labels`` on top."""
+    import os
+    from pathlib import Path
+
+    from .studies.base import load_yaml, resolve_paths
+    from .studies.registry import resolve_config
+
+    raw = resolve_paths(load_yaml(args.config), Path(args.config).resolve().parent) if args.config else {}
+    if args.labels and not args.features:
+        raise InvalidParameterError("--labels goes with --features (a model study reads its labels from the config)")
+    if args.features:
+        if args.kind != "layerwise":
+            raise InvalidParameterError(f"--features runs study layerwise; saved features have no {args.kind} study")
+        if not args.labels:
+            raise InvalidParameterError("--features needs --labels (one label per feature row)")
+        raw["features"] = [os.path.abspath(f) for f in args.features]
+        raw["data"] = {**raw.get("data", {}), "y": os.path.abspath(args.labels)}
+    return resolve_config(args.kind, raw)
+
+
 def _cmd_study(args) -> int:
     import pandas as pd
 
-    from .studies.registry import load_config, resolve_config, run_study
+    from .studies.registry import run_study
 
-    cfg = load_config(args.kind, args.config) if args.config else resolve_config(args.kind)
+    cfg = _study_config(args)
     if args.show_config:
         import yaml
 
@@ -579,6 +604,56 @@ def _cmd_study(args) -> int:
     return 0
 
 
+def _add_compare_parser(sub) -> None:
+    from .studies.kinds.compare_features import COMPARE_FEATURES
+
+    d = COMPARE_FEATURES.defaults
+    p = sub.add_parser("compare", help="compare two models' saved features layer by layer (CKA, NNK Jaccard, ...)",
+                       description="Every layer of A against every layer of B (one file: against itself): table "
+                                   "'similarity' (one row per model_a, layer_a, model_b, layer_b, measure) and a "
+                                   "report with a layer x layer heatmap per measure.")
+    p.add_argument("features", nargs="+", metavar="FILE", help="one or two feature sets: .npz (one array per layer) "
+                                                                 "or .npy (one layer)")
+    p.add_argument("--labels", help="labels of the rows: also writes each set's layer-wise metrics (table layers)")
+    p.add_argument("--names", nargs="+", help="a name per feature set (default: the file names)")
+    p.add_argument("--measures", nargs="+", default=d["measures"], help=f"default {' '.join(d['measures'])}")
+    p.add_argument("-k", type=int, default=d["k"], help=f"NNK candidates per node (default {d['k']})")
+    p.add_argument("--kernel", choices=["cosine", "gaussian"], default=d["kernel"])
+    p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same inputs)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    import os
+
+    import pandas as pd
+
+    from .studies.registry import resolve_config, run_study
+
+    if len(args.features) > 2:
+        raise InvalidParameterError(f"compare takes one or two feature sets; got {len(args.features)}")
+    raw = {"features": [os.path.abspath(f) for f in args.features], "measures": list(args.measures), "k": args.k,
+           "kernel": args.kernel}
+    if args.labels:
+        raw["labels"] = os.path.abspath(args.labels)
+    if args.names:
+        raw["names"] = list(args.names)
+    cfg = resolve_config("compare-features", raw)
+    _check_run_folder(args.out)
+    _, table = run_study("compare-features", cfg, args.out)
+    if not args.no_report:
+        from .report import write_report
+
+        write_report(args.out)
+    wide = table.pivot_table(index=["model_a", "layer_a", "model_b", "layer_b"], columns="measure", values="value",
+                             sort=False).reset_index()
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(wide.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"run folder: {args.out}" + ("" if args.no_report else f"; report: {args.out}/report.html"))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from pathlib import Path
 
@@ -590,6 +665,58 @@ def _cmd_report(args) -> int:
     elif Path(args.run_dir).is_dir():
         check_output(Path(args.run_dir) / "report.html", flag=None, what="the report")
     print(f"report: {write_report(args.run_dir, args.output)}")
+    return 0
+
+
+def _add_explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="explain NNK-classifier predictions by their weighted training neighbours",
+                       description="For each query row: the NNK neighbours among the training rows with their "
+                                   "weights (the prediction is exactly their weighted vote), class probabilities and "
+                                   "a reliability score, as an HTML page (and optionally a CSV table).")
+    p.add_argument("train", help="(N, d) training features: .npy, .npz, .parquet or .zarr")
+    p.add_argument("queries", help="(n, d) query features from the same model/layer")
+    p.add_argument("--labels", required=True, help=".npy with one label per training row")
+    p.add_argument("-k", type=int, default=25, help="candidates per query (default 25, the DeepNNK setting)")
+    p.add_argument("--kernel", choices=KERNELS, default="cosine")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian bandwidth (default: from the training set)")
+    p.add_argument("--image-shape", default=None, help="draw rows as images of this shape, e.g. 28x28 or 8x8")
+    p.add_argument("--max-queries", type=int, default=100, help="queries drawn on the page (the table has all)")
+    p.add_argument("--key", default=None, help="array/column name inside .npz, .parquet or zarr inputs")
+    p.add_argument("-o", "--output", required=True, help="HTML page to write")
+    p.add_argument("--table", help="also write the table (.csv or .parquet)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from pathlib import Path
+
+    from .io import atomic_path, load_embeddings
+    from .measures.explain import explain, explanation_page, parse_image_shape
+
+    shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    if args.max_queries < 1:
+        raise InvalidParameterError(f"--max-queries must be at least 1; got {args.max_queries}")
+    X = load_embeddings(args.train, key=args.key)
+    Q = load_embeddings(args.queries, key=args.key)
+    y = _load_labels(args.labels, len(X))
+    if shape is not None and shape[0] * shape[1] != X.shape[1]:
+        raise InvalidParameterError(f"--image-shape {args.image_shape} has {shape[0] * shape[1]} pixels but the rows "
+                                    f"have {X.shape[1]} features; give the images' shape (8x8 for 64, 28x28 for 784)")
+    table = explain(X, y, Q, k=args.k, kernel=args.kernel, sigma=args.sigma)
+    page = explanation_page(table, X, Q, image_shape=shape, max_queries=args.max_queries,
+                            title=f"NNK explanations: {Path(args.queries).name}")
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    if args.table:
+        with atomic_path(args.table) as tmp:
+            if args.table.endswith(".parquet"):
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
+    per_query = table.groupby("query").first()
+    _print_table({"queries": len(per_query), "rows": len(table), "mean_nnk_neighbors": float(per_query.n_neighbors
+                  .mean()), "mean_reliability": float(per_query.reliability.mean()),
+                  "low_reliability_queries": int((per_query.reliability < 0.5).sum()), "output": args.output})
     return 0
 
 
@@ -605,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metrics_parser(sub)
     _add_query_parser(sub)
     _add_demo_parsers(sub)
+    _add_explain_parser(sub)
+    _add_compare_parser(sub)
     for p in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
     return parser

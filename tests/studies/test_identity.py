@@ -91,7 +91,7 @@ def test_semantic_config_values_are_refused_early(overrides, match):
 
 
 @pytest.mark.parametrize("kind, overrides, match", [
-    ("layerwise", {"eval_per_class": 0}, "eval_per_class must be an integer"),
+    ("layerwise", {"eval_per_class": -1}, "eval_per_class must be an integer"),
     ("layerwise", {"data": {"test_size": 1.5}}, r"test_size must be a number in \(0, 1\)"),
     ("layerwise", {"train": {"epochs": -1}}, r"train.epochs must be an integer in \[0"),
     ("layerwise", {"eval_on": "val"}, "eval_on must be one of"),

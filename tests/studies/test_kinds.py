@@ -1,6 +1,7 @@
 """Every study kind end to end on a tiny config (tables, resume, report), configs, and the study building blocks
 against known answers."""
 
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from nnkscope.cli import main  # noqa: E402
 from nnkscope.errors import FileFormatError, InvalidParameterError  # noqa: E402
 from nnkscope.report import write_report  # noqa: E402
 from nnkscope.studies import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error  # noqa: E402
+from nnkscope.studies.base import load_yaml  # noqa: E402
 from nnkscope.studies.invariance import augmentation_diameters  # noqa: E402
 from nnkscope.studies.registry import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.stability import run_metrics, stability_table  # noqa: E402
@@ -34,9 +36,27 @@ CONFIGS = {
     "invariance": dict(TINY, seeds=[0], layer="blocks.1", angle_step=60, n_eval=20),
     "early-stopping": dict(TINY, seeds=[0], layer="blocks.1", k=8, arms=["model", "regularised"]),
     "width-sweep": dict(TINY, widths=[8, 32], k=8, hold_epochs=2, max_epochs=8),
+    "compare-features": {"features": ["a.npz", "b.npz"], "k": 8},  # files written by _config
 }
 TABLE = {"layerwise": "layers", "training": "layers", "compare": "compare", "stability": "stability",
-         "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep"}
+         "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep",
+         "compare-features": "similarity"}
+for _kind, _study in KINDS.items():  # kinds whose tiny config is examples/studies/<kind>-quick.yaml
+    _quick = Path(__file__).resolve().parents[2] / "examples" / "studies" / f"{_kind}-quick.yaml"
+    if _kind not in CONFIGS and _quick.exists():
+        CONFIGS[_kind], TABLE[_kind] = load_yaml(_quick), _study.tables[0]
+
+
+def _config(kind, folder):
+    """The tiny config of a kind; a kind that reads files gets them written into ``folder``."""
+    cfg = dict(CONFIGS[kind])
+    if kind == "compare-features":
+        r = np.random.default_rng(0)
+        H = r.normal(size=(60, 5))
+        np.savez(folder / "a.npz", l1=H, l2=np.tanh(H))
+        np.savez(folder / "b.npz", l1=H @ r.normal(size=(5, 3)))
+        cfg["features"] = [str(folder / f) for f in cfg["features"]]
+    return cfg
 
 
 def test_every_kind_has_a_tiny_config():
@@ -45,7 +65,7 @@ def test_every_kind_has_a_tiny_config():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_study_end_to_end_resume_and_report(tmp_path, kind):
-    cfg = resolve_config(kind, CONFIGS[kind])
+    cfg = resolve_config(kind, _config(kind, tmp_path))
     store, table = run_study(kind, cfg, tmp_path / "run")
     write_report(tmp_path / "run")
     assert len(table) > 0
@@ -58,9 +78,10 @@ def test_study_end_to_end_resume_and_report(tmp_path, kind):
     page = (tmp_path / "run" / "report.html").read_text()
     assert "<h2>" in page and "<li>" in page
     assert kind == "early-stopping" and "data:image/png" in page or kind != "early-stopping"
+    other = dict(_config(kind, tmp_path), k=9) if kind == "compare-features" else dict(
+        CONFIGS[kind], data={"name": "digits", "n_train": 299})
     with pytest.raises(InvalidParameterError, match="other parameters"):
-        run_study(kind, resolve_config(kind, dict(CONFIGS[kind], data={"name": "digits", "n_train": 299})),
-                  tmp_path / "run")
+        run_study(kind, resolve_config(kind, other), tmp_path / "run")
 
 
 def test_channelwise_arms_on_mnist1d(tmp_path):

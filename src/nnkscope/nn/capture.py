@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
 
-__all__ = ["select_modules", "capture", "hidden_states", "LayerNotFoundError", "CaptureError", "POOLINGS"]
+__all__ = ["select_modules", "select_names", "capture", "hidden_states", "LayerNotFoundError", "CaptureError",
+           "POOLINGS"]
 
 POOLINGS = ("flatten", "mean", "channels")
 
@@ -57,12 +58,15 @@ def _glob(pattern: str) -> re.Pattern:
 def select_modules(model, layers) -> dict:
     """``{name: module}`` for the layer selection (names, globs, a module type or a predicate), in model order.
 
+    In a list of strings (as in a YAML config), an entry that names no module but names a module class (``Linear``,
+    ``torch.nn.Conv1d``) selects every module of that class.
+
     Examples
     --------
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
-    >>> list(select_modules(net, torch.nn.Linear))
-    ['0', '2']
+    >>> list(select_modules(net, torch.nn.Linear)), list(select_modules(net, ["torch.nn.ReLU", "2"]))
+    (['0', '2'], ['1', '2'])
     """
     named = [(n, m) for n, m in model.named_modules() if n]
     if isinstance(layers, type) or (isinstance(layers, tuple) and all(isinstance(t, type) for t in layers)):
@@ -71,16 +75,52 @@ def select_modules(model, layers) -> dict:
         chosen = [(n, m) for n, m in named if layers(n, m)]
     else:
         raw = [layers] if isinstance(layers, str) else list(layers)
-        patterns = [_glob(p) for p in raw]
         names = [n for n, _ in named]
-        for text, p in zip(raw, patterns, strict=True):
-            if not any(p.match(n) for n in names):
-                shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-                raise LayerNotFoundError(f"no module matches {text!r}; available: {shown}")
-        chosen = [(n, m) for n, m in named if any(p.match(n) for p in patterns)]
+        by_type = [p for p in raw if isinstance(p, str) and not any(_glob(p).match(n) for n in names)
+                   and any(_is_class(m, p) for _, m in named)]
+        rest = [p for p in raw if p not in by_type]
+        try:
+            keep = set(select_names(names, rest, what="module")) if rest else set()
+        except LayerNotFoundError as exc:
+            classes = sorted({type(m).__name__ for _, m in named})
+            raise LayerNotFoundError(f"{exc}; or a module class: {', '.join(classes)}") from None
+        chosen = [(n, m) for n, m in named if n in keep or any(_is_class(m, p) for p in by_type)]
     if not chosen:
         raise LayerNotFoundError(f"the selection {layers!r} matches no module of {type(model).__name__}")
     return dict(chosen)
+
+
+def _is_class(module, text: str) -> bool:
+    """Whether ``text`` names the module's class: ``Linear``, ``nn.Linear`` or ``torch.nn.Linear``."""
+    cls = type(module)
+    parts = text.split(".")
+    if parts[-1] != cls.__name__ or not parts[-1][:1].isupper():
+        return False
+    return len(parts) == 1 or cls.__module__.split(".")[0] == parts[0] or parts[0] == "nn"
+
+
+def select_names(names, layers, *, what: str = "layer") -> list[str]:
+    """The ``names`` (in their order) that the selection matches: a name or glob, or a list of them.
+
+    Examples
+    --------
+    >>> select_names(["embeddings", "layer1", "layer2"], "layer*")
+    ['layer1', 'layer2']
+    >>> select_names(["a", "b"], ["c"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnkscope.nn.capture.LayerNotFoundError: no layer matches 'c'; available: a, b
+    """
+    raw = [layers] if isinstance(layers, str) else list(layers)
+    if not raw or not all(isinstance(r, str) for r in raw):
+        raise InvalidParameterError(f"layers must be a name, a glob or a list of them; got {layers!r}")
+    names = list(names)
+    patterns = [_glob(p) for p in raw]
+    for text, p in zip(raw, patterns, strict=True):
+        if not any(p.match(n) for n in names):
+            shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+            raise LayerNotFoundError(f"no {what} matches {text!r}; available: {shown}")
+    return [n for n in names if any(p.match(n) for p in patterns)]
 
 
 def _pool(t, pooling: str):
@@ -217,18 +257,24 @@ def hidden_states(model, tokenizer, texts, *, pooling: str = "mean", batch_size:
     if not texts or not all(isinstance(t, str) for t in texts):
         raise InvalidParameterError("texts must be a non-empty list of strings")
     out: list[list[np.ndarray]] = []
-    model.eval()
-    with torch.no_grad():
-        for lo in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            try:
-                states = model(**batch, output_hidden_states=True).hidden_states
-            except Exception as exc:
-                raise CaptureError(f"the model raised on texts {lo}..{lo + batch_size - 1} ({exc})") from exc
-            mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-            pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) if pooling == "mean" else h[:, 0]
-                      for h in states]
-            out.append([p.double().numpy() for p in pooled])
+    device = next((p.device for p in model.parameters()), "cpu")
+    was_training = model.training
+    model.eval()  # dropout off; the caller's mode is restored after
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                batch = {key: value.to(device) for key, value in batch.items()}
+                try:
+                    states = model(**batch, output_hidden_states=True).hidden_states
+                except Exception as exc:
+                    raise CaptureError(f"the model raised on texts {lo}..{lo + batch_size - 1} ({exc})") from exc
+                mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) if pooling == "mean" else h[:, 0]
+                          for h in states]
+                out.append([p.double().cpu().numpy() for p in pooled])
+    finally:
+        model.train(was_training)
     names = ["embeddings"] + [f"layer{i}" for i in range(1, len(out[0]))]
     return {name: np.concatenate([o[i] for o in out]) for i, name in enumerate(names)}

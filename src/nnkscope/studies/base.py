@@ -15,16 +15,21 @@ from pathlib import Path
 
 from ..errors import FileFormatError, InvalidParameterError
 
-__all__ = ["StudyKind", "DATA", "MODEL", "TRAIN", "merge", "check_config", "load_yaml", "choice", "each",
-           "integer", "number", "DATASETS", "MODEL_KINDS", "OPTIMIZERS", "POOLINGS"]
+__all__ = ["StudyKind", "DATA", "MODEL", "TRAIN", "OWN_DATA", "OWN_MODEL", "merge", "resolve_paths", "check_config",
+           "load_yaml", "choice", "each", "integer", "number", "DATASETS", "MODEL_KINDS", "OPTIMIZERS", "POOLINGS"]
 
 DATASETS = ("digits", "mnist1d", "mnist", "sentences")
 MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "channel_convnet", "minilm")
 OPTIMIZERS = ("adam", "sgd")
-POOLINGS = ("flatten", "mean", "channel")
+POOLINGS = ("flatten", "mean", "channels", "cls")  # cls: the first token of a Hugging Face encoder
 
 DATA = {"name": "digits", "seed": 0, "n_train": 0, "n_test": 0, "test_size": 0.2}
 MODEL = {"kind": "mlp", "width": 64, "depth": 2, "batchnorm": True, "dropout": 0.0, "channels": 16, "n_channels": 5}
+# the user's own data and model (kinds layerwise, training, compare): see nnkscope.studies.own
+OWN_DATA = {**DATA, "X": "", "y": "", "text": ""}
+OWN_MODEL = {**MODEL, "factory": "", "kwargs": {}, "checkpoint": "", "checkpoint_trusted": False, "huggingface": ""}
+PATH_KEYS = ("X", "y", "text", "factory", "checkpoint", "huggingface", "features", "labels")
+
 TRAIN = {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "milestones": [],
          "threads": 1}
 
@@ -71,7 +76,7 @@ def number(lo: float | None = None, hi: float | None = None, *, open_lo: bool = 
 
 
 COMMON_CHECKS: dict[str, Callable] = {
-    "data.name": choice(*DATASETS), "data.seed": integer(0), "data.n_train": integer(0), "data.n_test": integer(0),
+    "data.name": choice(*DATASETS, ""), "data.seed": integer(0), "data.n_train": integer(0), "data.n_test": integer(0),
     "data.test_size": number(0, 1, open_lo=True, open_hi=True),
     "model.kind": choice(*MODEL_KINDS), "model.depth": integer(1), "model.dropout": number(0, 1, open_hi=True),
     "model.channels": integer(1), "model.n_channels": integer(1),
@@ -79,7 +84,7 @@ COMMON_CHECKS: dict[str, Callable] = {
     "train.lr": number(0, open_lo=True), "train.weight_decay": number(0), "train.threads": integer(1),
     "train.milestones": each(integer(1), non_empty=False),
     "k": integer(1), "seed": integer(0), "seeds": each(integer(0)), "pooling": choice(*POOLINGS),
-    "eval_per_class": integer(1), "n_eval": integer(2),
+    "eval_per_class": integer(0), "n_eval": integer(2),
 }
 
 
@@ -106,6 +111,8 @@ class StudyKind:
     checks: dict = field(default_factory=dict)
     summary: str = ""
     open_lists: dict = field(default_factory=dict)  # list keys whose entries are mappings with their own defaults
+    refine: Callable | None = None  # refine(cfg, overrides) -> cfg: cross-key checks, defaults that depend on others
+    prepare: Callable | None = None  # prepare(cfg) -> loaded inputs (or None), run before anything is written
 
     def resolve(self, overrides: dict | None = None) -> dict:
         """The full config: defaults overridden by ``overrides``, every key and value checked."""
@@ -114,6 +121,8 @@ class StudyKind:
         if declared != self.name:
             raise InvalidParameterError(f"the config declares study {declared!r} but {self.name!r} was asked for")
         cfg = merge(self.defaults, overrides, self.name, self.open_lists)
+        if self.refine is not None:
+            cfg = self.refine(cfg, overrides)
         check_config(cfg, {**COMMON_CHECKS, **self.checks}, self.name)
         return cfg
 
@@ -121,6 +130,8 @@ class StudyKind:
 def merge(default, value, where: str, open_lists: dict | None = None):
     """``default`` overridden by ``value``: unknown keys and values of the wrong type are refused."""
     open_lists = open_lists or {}
+    if isinstance(default, dict) and not default and isinstance(value, dict):
+        return copy.deepcopy(value)  # an open mapping (model.kwargs): its keys are the user's
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise InvalidParameterError(f"{where} must be a mapping; got {value!r}")
@@ -149,6 +160,45 @@ def merge(default, value, where: str, open_lists: dict | None = None):
     if not ok:
         raise InvalidParameterError(f"{where} must be like {default!r} ({type(default).__name__}); got {value!r}")
     return copy.deepcopy(value)
+
+
+def resolve_paths(raw, base) -> dict:
+    """A raw config with every relative file path made absolute from ``base`` (the config file's folder).
+
+    Path keys (:data:`PATH_KEYS`) at any depth: ``X``, ``y``, ``text``, ``checkpoint``, ``huggingface``,
+    ``features``, ``labels`` (a string, or a list of strings for ``features``) and the file part of a
+    ``factory`` / ``X`` / ``y`` given as ``"file.py:fn"``.  Inline lists of labels or sentences, importable
+    ``"package.module:fn"`` factories and absolute paths are left as they are.
+
+    Examples
+    --------
+    >>> resolve_paths({"model": {"factory": "net.py:Net", "checkpoint": "w.pt"}, "data": {"y": [0, 1]}}, "/cfg")
+    {'model': {'factory': '/cfg/net.py:Net', 'checkpoint': '/cfg/w.pt'}, 'data': {'y': [0, 1]}}
+    >>> resolve_paths({"model": {"factory": "torchvision.models:resnet18"}}, "/cfg")
+    {'model': {'factory': 'torchvision.models:resnet18'}}
+    """
+    def one(value: str) -> str:
+        target, sep, attr = value.rpartition(":")
+        if sep and attr.isidentifier() and not target.endswith(".py") and not target.lower().endswith(".npz"):
+            return value  # an importable module's callable
+        path, suffix = (target, sep + attr) if sep and (target.endswith(".py") or target.lower().endswith(
+            ".npz")) else (value, "")
+        p = Path(path).expanduser()
+        return (str(p) if p.is_absolute() else str(Path(base) / p)) + suffix
+
+    if isinstance(raw, dict):
+        out = {}
+        for key, value in raw.items():
+            if key in PATH_KEYS and isinstance(value, str) and value:
+                out[key] = one(value)
+            elif key in ("features",) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                out[key] = [one(v) for v in value]
+            else:
+                out[key] = resolve_paths(value, base)
+        return out
+    if isinstance(raw, list):
+        return [resolve_paths(v, base) for v in raw]
+    return raw
 
 
 def _lookup(cfg: dict, dotted: str):

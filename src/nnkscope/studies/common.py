@@ -16,10 +16,13 @@ from .base import MODEL_KINDS  # noqa: E402
 
 
 class Data:
-    """A train/test split with the sample shape; ``X_*`` are (N, features) float32 rows."""
+    """A train/test split with the sample shape; ``X_*`` are (N, features) float32 rows (the built-in datasets)
+    or the user's inputs as the model takes them.  ``y_*`` are int class codes; for the user's own data
+    ``classes`` maps them back to the labels and ``samples_*`` are the rows' positions in the user's data."""
 
     def __init__(self, X_train, y_train, X_test, y_test, shape):
         self.X_train, self.y_train, self.X_test, self.y_test, self.shape = X_train, y_train, X_test, y_test, shape
+        self.classes = self.samples_train = self.samples_test = None
 
     @property
     def n_classes(self) -> int:
@@ -80,9 +83,12 @@ def layer_features(model, X, layer: str, pooling: str = "flatten") -> np.ndarray
 
 
 def eval_subset(X, y, per_class: int, seed: int):
-    """A seeded class-balanced subset: ``per_class`` samples of every class (fewer if the smallest class is)."""
+    """A seeded class-balanced subset: ``per_class`` samples of every class (fewer if the smallest class is);
+    ``per_class = 0`` keeps every row."""
     from ..nn.datasets import per_class_subset
 
+    if per_class == 0:
+        return X, y
     idx = per_class_subset(y, min(per_class, int(np.bincount(y).min())), seed=seed)
     return X[idx], y[idx]
 

@@ -21,8 +21,8 @@ def png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def grid(n: int):
-    """A figure with ``n`` panels in rows of three; returns ``(fig, axes)``."""
+def grid(n: int, *, width: float = 4.2, height: float = 3.2):
+    """A figure with ``n`` panels (``width`` x ``height`` inches each) in rows of three; returns ``(fig, axes)``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +30,7 @@ def grid(n: int):
 
     cols = 3
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()

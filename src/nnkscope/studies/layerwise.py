@@ -25,7 +25,7 @@ from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
-from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
 from ..measures.embedding import spectral_embedding
 from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
@@ -44,12 +44,13 @@ IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerpri
 def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
               k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None, pooling: str = "flatten",
               include_input: bool = True, on_change: str = "error", progress: bool | None = False,
-              executor=None) -> dict:
+              samples=None, executor=None) -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed.
 
     A layer already in the run folder is skipped only when it was measured with the same settings, the same
     inputs and labels and the same model weights; otherwise ``on_change="error"`` (default) refuses with what
-    differs and ``"replace"`` recomputes it.
+    differs and ``"replace"`` recomputes it.  ``samples``: each row's identifier in the user's data (the
+    ``sample`` column of table ``points``; default: none).
     """
     from ..nn.models import weights_fingerprint
 
@@ -57,19 +58,21 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     names = (["input"] if include_input else []) + _layer_names(model, layers)
     source = {"input": fingerprint(np.asarray(X).reshape(len(X), -1)), "model": weights_fingerprint(model),
               "pooling": pooling}
+    source = _with_samples(source, samples, len(X))
     s = _settings(settings, k, kernel)
     labels_fp = fingerprint(check_labels(y, len(X))[1][:, None])
     todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change) if n != "input"]
-    acts = capture(model, X, todo, pooling=pooling) if todo else {}
+    device = next((p.device for p in model.parameters()), "cpu")  # a model trained on a GPU is measured there
+    acts = capture(model, X, todo, pooling=pooling, device=device) if todo else {}
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
                           model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
-                          executor=executor, _source=source)
+                          samples=samples, executor=executor, _source=source)
 
 
 def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "model", epoch: int = 0,
                    k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None,
-                   on_change: str = "error", progress: bool | None = False, executor=None,
+                   on_change: str = "error", progress: bool | None = False, samples=None, executor=None,
                    _source: dict | None = None) -> dict:
     """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
@@ -80,9 +83,11 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     the features' and labels' fingerprints and, from :func:`layerwise`, the model weights); a layer already there
     is skipped only when all of it matches, else ``on_change="error"`` refuses naming what differs and
     ``"replace"`` recomputes it.  Class-geometry quantities that a layer cannot define (fewer dimensions than
-    K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.  Each layer is a task on
-    ``executor`` (None: in this process; a ``concurrent.futures`` pool or a Dask client: the layers are saved once
-    under the run folder, which every worker must reach, and each worker reads its own).
+    K - 1 classes, coinciding class means) are NaN with the reason in ``undefined``.  ``samples`` (one
+    identifier per row, e.g. its position in the user's data) becomes the ``sample`` column of ``points``, so
+    results join back to the inputs.  Each layer is a task on ``executor`` (None: in this process; a
+    ``concurrent.futures`` pool or a Dask client: the layers are saved once under the run folder, which every
+    worker must reach, and each worker reads its own).
 
     Examples
     --------
@@ -104,6 +109,11 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     s = _settings(settings, k, kernel)
     classes, codes = check_labels(y)
     labels_fp = fingerprint(codes[:, None])
+    if samples is not None:
+        samples = np.asarray(samples)
+        if samples.shape != (len(codes),):
+            raise InputShapeError(f"samples must hold one identifier per label ({len(codes)}); got shape "
+                                  f"{samples.shape}")
     known = _identities(store, keys)
     ex = as_executor(executor)
     spill = None if is_inline(executor) else Path(store.root) / ".features"  # workers read layers from disk
@@ -112,7 +122,8 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         source = _source
         if source is None:  # precomputed features: their content is the identity
             H = H() if callable(H) else H
-            source = {"features": fingerprint(np.asarray(H).reshape(len(H), -1))}
+            source = _with_samples({"features": fingerprint(np.asarray(H).reshape(len(H), -1))}, samples,
+                                   len(codes))
         unit = _unit(s, source, labels_fp)
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
@@ -125,7 +136,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(H).reshape(len(H), -1))
             H = str(path)
-        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress))
+        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples))
     summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
@@ -134,7 +145,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
 
 
 def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
-                  progress) -> dict:
+                  progress, samples=None) -> dict:
     """One (model, epoch, layer) unit: every metric of the layer, written as its ``layers`` and ``points`` parts.
 
     A task of its own (module level, picklable): in this process by default, or on any executor's workers, which
@@ -163,6 +174,8 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
         summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
         summary.update(_peer_measures(H, parts, df))
         df["view_x"], df["view_y"], summary["view"] = _picture(H, parts)
+        if samples is not None:  # each point's row in the user's data, next to the graph's node index
+            df.insert(1, "sample", samples)
     except NNKScopeError as exc:  # name the unit: a study measures many
         raise type(exc)(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {exc}") from exc
     summary["layer_index"] = index
@@ -170,6 +183,13 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
     store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
     store.write("points", df, layer=name, **keys)
     return summary
+
+
+def _with_samples(source: dict, samples, n: int) -> dict:
+    """The rows' identifiers are part of what a measured layer is (a different selection of rows is another unit)."""
+    if samples is None or "samples" in source:
+        return source
+    return {**source, "samples": fingerprint(np.asarray(samples).reshape(n, -1))}
 
 
 def _settings(settings: GraphSettings | None, k: int, kernel: str) -> GraphSettings:
@@ -184,7 +204,7 @@ def _unit(settings: GraphSettings, source: dict, labels_fp: str) -> dict:
     text = json.dumps(record, sort_keys=True, default=str)
     return {"unit_id": hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
             "settings": json.dumps(record["settings"], sort_keys=True, default=str),
-            "data_fingerprint": source.get("features") or source.get("input", ""),
+            "data_fingerprint": source.get("features") or source.get("input") or source.get("texts", ""),
             "labels_fingerprint": labels_fp, "model_fingerprint": source.get("model", "")}
 
 
@@ -282,7 +302,7 @@ def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:
     """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them."""
-    stats = ClassScatter(n_classes).update(H, codes)  # one pass serves NC1 and D
+    stats = scatter_in_blocks(H, codes, n_classes)  # serves NC1 and D (the balanced scatter takes a second pass)
     reason = ""
     if H.shape[1] < n_classes - 1:
         reason = f"{H.shape[1]} dimension(s) < K-1 = {n_classes - 1}: class means cannot span a simplex"

@@ -8,21 +8,32 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 from ..errors import InvalidParameterError
 from ..store import RunStore
-from .base import StudyKind, load_yaml
+from .base import StudyKind, load_yaml, resolve_paths
 from .kinds.compare import COMPARE
+from .kinds.compare_features import COMPARE_FEATURES
 from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
+from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.redundancy import REDUNDANCY
+from .kinds.reliability import RELIABILITY
+from .kinds.robustness import ROBUSTNESS
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
 __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "run_study", "StudyKind"]
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
-                                                   EARLY_STOPPING, WIDTH_SWEEP)}
+                                                   EARLY_STOPPING, WIDTH_SWEEP, COMPARE_FEATURES)}
+KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
+KINDS[RELIABILITY.name] = RELIABILITY
+KINDS[ROBUSTNESS.name] = ROBUSTNESS
+KINDS[REDUNDANCY.name] = REDUNDANCY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
@@ -53,16 +64,19 @@ def resolve_config(kind: str, overrides: dict | None = None) -> dict:
 
 
 def load_config(kind: str, path) -> dict:
-    """Read a YAML config file and resolve it for ``kind``."""
-    return resolve_config(kind, load_yaml(path))
+    """Read a YAML config file and resolve it for ``kind``; relative file paths in it (``data.X``,
+    ``model.checkpoint``, ``model.factory``'s file, ``features``, ...) resolve from the file's folder."""
+    return resolve_config(kind, resolve_paths(load_yaml(path), Path(path).resolve().parent))
 
 
 def run_study(kind: str, config: dict, out, *, progress: bool | None = None, executor=None):
     """Run a resolved study config into the run folder ``out``; returns ``(store, table)``.
 
-    The config is checked again first, so nothing is written for a config that fails validation.  ``executor``
-    (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks, for the kinds that measure
-    layers (``layerwise``, ``training``); the tables are the same as in this process.
+    The config is checked again first, and the user's own model, data or features (if the config names them) are
+    loaded and checked, so nothing is written for a config or an input that fails.  Their content hashes and
+    fingerprints enter the run manifest (``params.inputs``): a run folder is never resumed over changed files.
+    ``executor`` (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks, for the kinds
+    that measure layers (``layerwise``, ``training``); the tables are the same as in this process.
     """
     study = get_kind(kind)
     config = study.resolve(config)
@@ -70,10 +84,33 @@ def run_study(kind: str, config: dict, out, *, progress: bool | None = None, exe
     if executor is not None and not takes_executor:
         raise InvalidParameterError(f"study kind {kind!r} runs in this process only; drop the executor "
                                     "(--local-cluster / --scheduler)")
-    store = RunStore(out, params={"study": kind, **config})
+    prepared = study.prepare(config) if study.prepare is not None else None
+    params = {"study": kind, **config}
+    if prepared is not None:
+        params["inputs"] = prepared.inputs
+        _refuse_changed_inputs(out, params)
+    store = RunStore(out, params=params)
+    kwargs: dict = {"progress": progress}
     if takes_executor:
-        return store, study.run(config, store, progress=progress, executor=executor)
-    return store, study.run(config, store, progress=progress)
+        kwargs["executor"] = executor
+    if prepared is not None:
+        kwargs["prepared"] = prepared
+    return store, study.run(config, store, **kwargs)
+
+
+def _refuse_changed_inputs(out, params: dict) -> None:
+    """Name the files that changed when a run folder was made from the same config over other file contents."""
+    if not (Path(out) / "manifest.json").exists():
+        return
+    old = RunStore(out, create=False).manifest.get("params", {})
+    new = json.loads(json.dumps(params, default=str))
+    old_inputs, new_inputs = old.get("inputs", {}), new.get("inputs", {})
+    same_config = {k: v for k, v in old.items() if k != "inputs"} == {k: v for k, v in new.items() if k != "inputs"}
+    if same_config and old_inputs != new_inputs:
+        changed = sorted(k for k in set(old_inputs) | set(new_inputs) if old_inputs.get(k) != new_inputs.get(k))
+        raise InvalidParameterError(
+            f"{out} was made from the same config but {', '.join(changed)} changed since (same path, other "
+            "content). Results are never mixed: choose a new run folder")
 
 
 def __getattr__(name: str):

@@ -1,5 +1,9 @@
 """Study kinds ``layerwise`` (every layer once, after training) and ``training`` (every layer at chosen
-epochs of one run): NNK, label and class-geometry metrics per layer."""
+epochs of one run): NNK, label and class-geometry metrics per layer.
+
+Both take the built-in models and datasets or the user's own (:mod:`nnkscope.studies.own`: a model factory and
+checkpoint, arrays, a local Hugging Face encoder on sentences); ``layerwise`` also takes saved per-layer features
+(``features: feats.npz``, ``nnkscope study layerwise --features``)."""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import numpy as np
 
 from ...errors import InvalidParameterError
 from ...store import RunStore
-from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
+from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, choice, each, integer
 from ..common import build_model, eval_subset, load_data, train
 from ..figures import grid, html_table, png
+from ..own import Prepared, eval_rows, prepare_own, refine_own
 
 LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
                  ("separation_fuzziness", "separation fuzziness D (log)", True), ("nc1", "NC1 (log)", True),
@@ -18,22 +23,30 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
                  ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
-def _measure_training(cfg: dict, store: RunStore, epochs, progress, executor=None) -> object:
+def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Prepared | None = None,
+                      executor=None) -> object:
     from ..layerwise import TrainingCallback
 
-    data = load_data(cfg["data"])
+    own = prepared is not None and prepared.data is not None
+    data = prepared.data if own else load_data(cfg["data"])
     if cfg["eval_on"] not in ("test", "train"):
         raise InvalidParameterError(f"eval_on must be 'test' or 'train'; got {cfg['eval_on']!r}")
     X, y = (data.X_train, data.y_train) if cfg["eval_on"] == "train" else (data.X_test, data.y_test)  # train: R11
-    Xe, ye = eval_subset(X, y, cfg["eval_per_class"], cfg["seed"])
-    name = cfg["model"]["kind"]
+    samples = None
+    if own:  # the user's rows keep their identity (position in data.X) and their own labels
+        pos = eval_rows(y, cfg["eval_per_class"], cfg["seed"])
+        rows = data.samples_train if cfg["eval_on"] == "train" else data.samples_test
+        Xe, ye, samples = X[pos], data.classes[y[pos]], rows[pos]
+    else:
+        Xe, ye = eval_subset(X, y, cfg["eval_per_class"], cfg["seed"])
+    name = prepared.model_name if prepared is not None else cfg["model"]["kind"]
     if store.has("train_history", model=name) and all(
             store.has("points", layer="input", model=name, epoch=int(e)) for e in epochs):
         return store.read("layers")
-    model = build_model(cfg["model"], data, cfg["seed"])
-    cb = TrainingCallback(store, Xe, ye, cfg["layers"], every=0, epochs=epochs, model_name=name, k=cfg["k"],
-                          executor=executor,
-                          pooling=cfg["pooling"], progress=progress)
+    model = prepared.model if prepared is not None else build_model(cfg["model"], data, cfg["seed"])
+    layers = prepared.layers if prepared is not None else cfg["layers"]
+    cb = TrainingCallback(store, Xe, ye, layers, every=0, epochs=epochs, model_name=name, k=cfg["k"],
+                          pooling=cfg["pooling"], progress=progress, samples=samples, executor=executor)
     if 0 in epochs:
         cb(0, model)
     spec = dict(cfg["train"], epochs=max(epochs))
@@ -63,21 +76,54 @@ def _measure_minilm(cfg: dict, store: RunStore, progress, executor=None) -> None
                    progress=progress)
 
 
-def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None):
+def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progress, executor=None) -> None:
+    """Saved features, or a Hugging Face encoder's hidden states (computed once, only if a layer is missing)."""
+    from ..layerwise import measure_layers
+
+    n = len(prepared.y)
+    if prepared.kind == "features":
+        measure_layers(prepared.features, prepared.y, store, model_name=prepared.model_name, epoch=0, k=cfg["k"],
+                       progress=progress, samples=np.arange(n), executor=executor)
+        return
+    from ...nn.capture import hidden_states
+
+    pooling = "cls" if cfg["pooling"] == "cls" else "mean"
+    cache: dict = {}
+
+    def state(name):
+        if not cache:
+            cache.update(hidden_states(prepared.model, prepared.tokenizer, prepared.texts, pooling=pooling))
+        return cache[name]
+
+    source = {"texts": prepared.inputs["texts_fingerprint"], "model": prepared.inputs["model_fingerprint"],
+              "pooling": pooling}
+    measure_layers({name: (lambda name=name: state(name)) for name in prepared.layers}, prepared.y, store,
+                   model_name=prepared.model_name, epoch=0, k=cfg["k"], progress=progress, samples=np.arange(n),
+                   executor=executor, _source=source)
+
+
+def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
     """Train for ``train.epochs`` epochs, then measure every layer once (epoch = the last one).  With model kind
-    ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0)."""
-    if cfg["model"]["kind"] == "minilm":
+    ``minilm`` the pretrained sentence encoder's hidden states are measured instead (epoch 0); saved features and
+    a Hugging Face folder are measured as they are (epoch 0)."""
+    if prepared is not None and prepared.kind in ("features", "huggingface"):
+        _measure_precomputed(cfg, store, prepared, progress, executor)
+        layers = store.read("layers")
+    elif prepared is None and cfg["model"]["kind"] == "minilm":
         _measure_minilm(cfg, store, progress, executor)
         layers = store.read("layers")
     else:
-        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, executor)
+        layers = _measure_training(cfg, store, [cfg["train"]["epochs"]], progress, prepared, executor)
+    layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "homogeneous_fraction_H", "separation_fuzziness", "label_variation", "nc1"]]
 
 
-def run_training(cfg: dict, store: RunStore, progress=None, executor=None):
-    """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation)."""
-    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, executor)
+def run_training(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
+    """Measure every layer at the listed epochs of one training run (epoch 0 = initialisation, or the model as
+    loaded from its checkpoint)."""
+    layers = _measure_training(cfg, store, sorted(set(cfg["epochs"])), progress, prepared, executor)
+    layers = layers.sort_values(["model", "epoch", "layer_index"], kind="stable").reset_index(drop=True)
     return layers[["model", "epoch", "layer", "layer_index", "mean_nnk_degree", "loo_error_nnk",
                    "separation_fuzziness", "label_variation"]]
 
@@ -150,17 +196,27 @@ _LAYER_CHECKS = {"eval_on": choice("test", "train"), "model.width": lambda v: No
     isinstance(v, int) and v > 0 or isinstance(v, list) and v and all(isinstance(w, int) and w > 0 for w in v))
     else "a positive integer or a list of them"}
 
+def _features_check(v):
+    ok = isinstance(v, str) or isinstance(v, list) and v and all(isinstance(p, str) and p for p in v)
+    return None if ok else "a .npz path, or a list of .npy paths"
+
+
 LAYERWISE = StudyKind(
     name="layerwise", run=run_layerwise, section=_layers_section, tables=("layers", "points", "fits"),
-    defaults={"data": DATA, "model": MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten"},
-    checks=_LAYER_CHECKS, summary="every NNK, label and class-geometry metric of every layer, after training")
+    defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": ""},
+    checks={**_LAYER_CHECKS, "features": _features_check},
+    refine=lambda cfg, raw: refine_own(cfg, raw, kind="layerwise"),
+    prepare=lambda cfg: prepare_own(cfg, trains=cfg["train"]["epochs"] > 0),
+    summary="every NNK, label and class-geometry metric of every layer, after training (or of saved features)")
 
 TRAINING = StudyKind(
     name="training", run=run_training, section=_layers_section, tables=("layers", "points", "fits"),
-    defaults={"data": DATA, "model": MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
+    defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
               "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30]},
     checks={**_LAYER_CHECKS, "epochs": each(integer(0))},
+    refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
+    prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
     summary="the same at chosen epochs of one training run (0 = initialisation)")
 
 

@@ -1,0 +1,217 @@
+"""Study kind ``compare-features`` (``nnkscope compare a.npz b.npz``): every layer of one saved feature set
+against every layer of another, one row per (model_a, layer_a, model_b, layer_b, measure) in table
+``similarity``, and a layer x layer heatmap per measure in the report.
+
+Measures are looked up by name in :data:`MEASURES` (linear CKA, NNK-neighbourhood Jaccard, weighted edge
+agreement; the last two with their node-shuffled chance level in ``chance``).  A name that is not there is looked
+up in the ``nnkscope.similarity`` registry when that module exists (its ``MEASURES`` and ``similarity(A, B,
+measure)``), so measures added there are usable here by name with no change to this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import InputShapeError, InvalidParameterError
+from ...store import RunStore
+from ..base import StudyKind, choice, each, integer
+from ..figures import grid, html_table, png
+from ..own import Prepared
+
+__all__ = ["COMPARE_FEATURES", "MEASURES", "available_measures", "run_compare_features"]
+
+
+def _linear_cka(A, B, pair) -> tuple[float, float]:
+    from ...measures.compare import linear_cka
+
+    return linear_cka(A, B), np.nan
+
+
+def _nnk_jaccard(A, B, pair) -> tuple[float, float]:
+    g = pair()
+    return g["jaccard"], g["jaccard_shuffled"]
+
+
+def _edge_agreement(A, B, pair) -> tuple[float, float]:
+    g = pair()
+    return g["edge_agreement"], g["edge_agreement_shuffled"]
+
+
+# name -> fn(A, B, graphs) -> (value, chance level or NaN); ``graphs()`` compares the two layers' NNK graphs once
+MEASURES = {"linear_cka": _linear_cka, "nnk_jaccard": _nnk_jaccard, "edge_agreement": _edge_agreement}
+
+
+def _external():
+    """The ``nnkscope.similarity`` registry, when this installation has one (looked up by name, never required)."""
+    try:
+        return importlib.import_module("nnkscope.similarity")
+    except ImportError:
+        return None
+
+
+def available_measures() -> list[str]:
+    """Every measure name ``compare-features`` accepts: :data:`MEASURES`, then ``nnkscope.similarity``'s."""
+    ext = _external()
+    extra = [m for m in getattr(ext, "MEASURES", ()) if m not in MEASURES] if ext is not None else []
+    return list(MEASURES) + extra
+
+
+def _measure(name: str):
+    if name in MEASURES:
+        return MEASURES[name]
+    ext = _external()
+    if ext is None or name not in getattr(ext, "MEASURES", ()):
+        raise InvalidParameterError(f"unknown similarity measure {name!r}; choose from {available_measures()}")
+    return lambda A, B, pair: (float(ext.similarity(A, B, name)), np.nan)
+
+
+def _prepare(cfg: dict) -> Prepared:
+    """Check every feature file (headers only) and the labels before anything is written."""
+    from ...nn.loaders import feature_files
+    from ..own import _digest, _labels
+
+    if not cfg["features"]:
+        raise InvalidParameterError("compare-features: give one or two feature files (features: [a.npz, b.npz])")
+    names = cfg["names"] or _default_names(cfg["features"])
+    if len(names) != len(cfg["features"]) or len(set(names)) != len(names):
+        raise InvalidParameterError(f"compare-features: names must give one distinct name per feature file; got "
+                                    f"{names} for {len(cfg['features'])} file(s)")
+    models, n = {}, None
+    for name, path in zip(names, cfg["features"], strict=True):
+        loaders, rows = feature_files([path], what=f"features[{name}]")
+        if n is not None and rows != n:
+            raise InputShapeError(f"compare-features: {path} has {rows} rows but {cfg['features'][0]} has {n}; "
+                                  "both must describe the same points in the same order")
+        models[name], n = loaders, rows
+    for m in cfg["measures"]:
+        _measure(m)
+    inputs = {f"features[{name}]": _digest(p, None) for name, p in zip(names, cfg["features"], strict=True)}
+    y = None
+    if cfg["labels"]:
+        classes, codes = _labels(cfg["labels"], n, None, what="labels")
+        y = classes[codes]
+        inputs["labels"] = _digest(cfg["labels"], None) if isinstance(cfg["labels"], str) else ""
+    return Prepared("features", names[0], features=models, y=y, inputs=inputs)
+
+
+def _default_names(paths) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{s}_{i}" for i, s in enumerate(stems)]  # a/feats.npz vs b/feats.npz
+
+
+def run_compare_features(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
+    """Compare every layer of each feature set with every layer of the other (one file: with itself)."""
+    import pandas as pd
+
+    from ...engine.pipeline import nnk_graph
+    from ...measures.compare import compare_graphs
+
+    prepared = prepared if prepared is not None else _prepare(cfg)
+    models = prepared.features
+    names = list(models)
+    pairs = [(names[0], names[0])] if len(names) == 1 else list(combinations(names, 2))
+    arrays: dict = {}
+    graphs: dict = {}
+
+    def array(model, layer):
+        if (model, layer) not in arrays:
+            arrays[(model, layer)] = models[model][layer]()
+        return arrays[(model, layer)]
+
+    def graph(model, layer):
+        if (model, layer) not in graphs:
+            graphs[(model, layer)] = nnk_graph(array(model, layer), cfg["k"], kernel=cfg["kernel"],
+                                               duplicates="keep", progress=progress)
+        return graphs[(model, layer)]
+
+    measures = [(m, _measure(m)) for m in cfg["measures"]]
+    for ma, mb in pairs:
+        for ia, la in enumerate(models[ma]):
+            for ib, lb in enumerate(models[mb]):
+                keys = {"model_a": ma, "layer_a": la, "model_b": mb, "layer_b": lb}
+                if store.has("similarity", **keys):
+                    continue
+                A, B = array(ma, la), array(mb, lb)
+                cache: dict = {}
+
+                def pair(ma=ma, la=la, mb=mb, lb=lb, cache=cache):
+                    if not cache:
+                        cache.update(compare_graphs(graph(ma, la), graph(mb, lb), seed=cfg["seed"]))
+                    return cache
+
+                rows = []
+                for name, fn in measures:
+                    value, chance = fn(A, B, pair)
+                    rows.append({"measure": name, "value": float(value), "chance": float(chance),
+                                 "dim_a": int(A.shape[1]), "dim_b": int(B.shape[1]), "n": int(len(A)),
+                                 "index_a": ia, "index_b": ib})
+                store.write("similarity", pd.DataFrame(rows), **keys)
+    if prepared.y is not None:  # with labels, each feature set's own layer-wise metrics too
+        from ..layerwise import measure_layers
+
+        for model in names:
+            measure_layers(models[model], prepared.y, store, model_name=model, epoch=0, k=cfg["k"],
+                           kernel=cfg["kernel"], progress=progress, samples=np.arange(len(prepared.y)))
+    t = store.read("similarity").sort_values(["model_a", "model_b", "index_a", "index_b"], kind="stable")
+    return t[["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b",
+              "n"]].reset_index(drop=True)
+
+
+def _matrix(sub, rows: list, cols: list) -> np.ndarray:
+    M = np.full((len(rows), len(cols)), np.nan)
+    ri, ci = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(cols)}
+    for la, lb, v in zip(sub.layer_a, sub.layer_b, sub.value, strict=True):
+        if la in ri and lb in ci:
+            M[ri[la], ci[lb]] = v
+    return M
+
+
+def _section(store: RunStore) -> dict:
+    t = store.read("similarity").sort_values(["model_a", "model_b", "index_a", "index_b"], kind="stable")
+    figs, summary = [], []
+    for (ma, mb), sub in t.groupby(["model_a", "model_b"], sort=False):
+        rows = list(dict.fromkeys(sub.sort_values("index_a", kind="stable").layer_a))  # file (depth) order
+        cols = list(dict.fromkeys(sub.sort_values("index_b", kind="stable").layer_b))
+        measures = list(dict.fromkeys(sub.measure))
+        fig, axes = grid(len(measures), width=4.2 + 0.25 * len(cols), height=3.2 + 0.25 * len(rows))
+        for ax, m in zip(axes, measures, strict=False):
+            M = _matrix(sub[sub.measure == m], rows, cols)
+            im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
+            ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(rows)), rows, fontsize=7)
+            ax.set(title=m, xlabel=mb, ylabel=ma)
+            if M.size <= 144:
+                for (i, j), v in np.ndenumerate(M):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if v < 0.5 else "black")
+            ax.figure.colorbar(im, ax=ax, shrink=0.8)
+        figs.append((f"{ma} vs {mb}: layer x layer similarity", png(fig)))
+        for m in measures:
+            M = _matrix(sub[sub.measure == m], rows, cols)
+            if np.isfinite(M).any():
+                i, j = np.unravel_index(np.nanargmax(M), M.shape)
+                line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
+                shared = [r for r in rows if r in cols]
+                if shared and ma != mb:
+                    diag = [M[rows.index(r), cols.index(r)] for r in shared]
+                    line += f"; same-named layers {np.nanmean(diag):.3f} on average"
+                summary.append(line + ".")
+    return {"title": "Feature-set comparison", "figures": figs, "summary": summary, "table": html_table(t)}
+
+
+COMPARE_FEATURES = StudyKind(
+    name="compare-features", run=run_compare_features, section=_section, tables=("similarity",),
+    defaults={"features": [], "names": [], "labels": "", "k": 25, "kernel": "cosine", "seed": 0,
+              "measures": ["linear_cka", "nnk_jaccard", "edge_agreement"]},
+    checks={"features": each(lambda p: None if isinstance(p, str) and p else "a file path"),
+            "names": each(lambda p: None if isinstance(p, str) and p else "a name", non_empty=False),
+            "measures": each(lambda m: None if m in available_measures() else f"one of {available_measures()}"),
+            "kernel": choice("cosine", "gaussian"), "k": integer(1)},
+    prepare=_prepare,
+    summary="saved features of two models, layer x layer: linear CKA, NNK Jaccard, edge agreement")
