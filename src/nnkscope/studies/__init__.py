@@ -8,7 +8,9 @@
 * :mod:`~nnkscope.studies.early_stopping` -- DeepNNK and CW-DeepNNK callbacks;
 * :mod:`~nnkscope.studies.width_sweep` -- interpolation geometry of bigger vs smaller models;
 * :mod:`~nnkscope.studies.registry` -- the study kinds (one module each in :mod:`~nnkscope.studies.kinds`),
-  YAML configs and ``nnkscope study KIND``.
+  YAML configs and ``nnkscope study KIND``;
+* :mod:`~nnkscope.studies.own` -- your own model, data or saved features in a config, checked before a run starts;
+* :mod:`~nnkscope.studies.integrations` -- Lightning and Hugging Face ``Trainer`` callbacks.
 """
 
 from .early_stopping import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error

@@ -117,6 +117,9 @@ def refine_own(cfg: dict, overrides: dict, *, kind: str) -> dict:
         if model["kind"] == "minilm" and (data["X"] or model["factory"] or model["checkpoint"]):
             raise InvalidParameterError(f"{kind}: model.kind minilm reads the built-in sentences; for your own "
                                         "encoder use model.huggingface")
+        if source is None and cfg["eval_per_class"] == 0 and model["kind"] == "minilm":
+            raise InvalidParameterError(f"{kind}: eval_per_class sets how many built-in sentences per topic "
+                                        "MiniLM reads; give a positive number")
         if model["checkpoint_trusted"] and not model["checkpoint"]:
             raise InvalidParameterError(f"{kind}: model.checkpoint_trusted applies to model.checkpoint, which is "
                                         "not set")
