@@ -239,7 +239,7 @@ def test_separation_inputs(data, capsys):
 @pytest.mark.parametrize("text, message", [
     (b"k: \xff\n", "is not UTF-8 text"),
     (b"k: 5\nk: 6\n", "duplicate key 'k' at line 2"),
-    (b"eval_per_class: 0\n", "training.eval_per_class must be an integer in [1, inf]; got 0"),
+    (b"eval_per_class: -1\n", "training.eval_per_class must be an integer in [0, inf]; got -1"),  # 0: all rows
     (b"data:\n  test_size: 1.5\n", "training.data.test_size must be a number in (0, 1); got 1.5"),
     (b"train:\n  epochs: -1\n", "training.train.epochs must be an integer in [0, inf]; got -1"),
 ])
