@@ -117,6 +117,21 @@ def test_no_command_writes_over_its_input(data, capsys):
     np.testing.assert_array_equal(np.load(data / "x.npy"), X)
 
 
+def test_explain_outputs(data, capsys, monkeypatch):
+    no_work(monkeypatch)
+    base = ["explain", data / "x.npy", data / "x.npy", "--labels", data / "y.npy"]
+    fails(capsys, [*base, "-o", data / "page.txt"], "the page is written as .html; got '.txt'")
+    fails(capsys, [*base, "-o", data / "file.txt" / "p.html"], "is a file, not a folder")
+    fails(capsys, [*base, "-o", data / "p.html", "--table", data / "t.txt"],
+          "--table", "the table is written as .csv or .parquet")
+    fails(capsys, [*base, "-o", data / "p.html", "--table", data / "folder"], "--table", "is a folder")
+    import pandas as pd
+
+    pd.DataFrame(np.load(data / "x.npy"), columns=list("abcde")).to_parquet(data / "x.parquet")
+    fails(capsys, ["explain", data / "x.parquet", data / "x.npy", "--labels", data / "y.npy", "-o", data / "p.html",
+                   "--table", data / "x.parquet"], "--table", "is the input")
+
+
 def test_the_output_helper_serves_any_command(data):
     """check_output is what `query -o` can use as well (a CSV that is not one of the inputs)."""
     from nnkscope.errors import FileFormatError, InvalidParameterError
