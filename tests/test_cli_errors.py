@@ -117,6 +117,21 @@ def test_no_command_writes_over_its_input(data, capsys):
     np.testing.assert_array_equal(np.load(data / "x.npy"), X)
 
 
+def test_explain_outputs(data, capsys, monkeypatch):
+    no_work(monkeypatch)
+    base = ["explain", data / "x.npy", data / "x.npy", "--labels", data / "y.npy"]
+    fails(capsys, [*base, "-o", data / "page.txt"], "the page is written as .html; got '.txt'")
+    fails(capsys, [*base, "-o", data / "file.txt" / "p.html"], "is a file, not a folder")
+    fails(capsys, [*base, "-o", data / "p.html", "--table", data / "t.txt"],
+          "--table", "the table is written as .csv or .parquet")
+    fails(capsys, [*base, "-o", data / "p.html", "--table", data / "folder"], "--table", "is a folder")
+    import pandas as pd
+
+    pd.DataFrame(np.load(data / "x.npy"), columns=list("abcde")).to_parquet(data / "x.parquet")
+    fails(capsys, ["explain", data / "x.parquet", data / "x.npy", "--labels", data / "y.npy", "-o", data / "p.html",
+                   "--table", data / "x.parquet"], "--table", "is the input")
+
+
 def test_the_output_helper_serves_any_command(data):
     """check_output is what `query -o` can use as well (a CSV that is not one of the inputs)."""
     from nnkscope.errors import FileFormatError, InvalidParameterError
@@ -239,7 +254,7 @@ def test_separation_inputs(data, capsys):
 @pytest.mark.parametrize("text, message", [
     (b"k: \xff\n", "is not UTF-8 text"),
     (b"k: 5\nk: 6\n", "duplicate key 'k' at line 2"),
-    (b"eval_per_class: 0\n", "training.eval_per_class must be an integer in [1, inf]; got 0"),
+    (b"eval_per_class: -1\n", "training.eval_per_class must be an integer in [0, inf]; got -1"),  # 0: all rows
     (b"data:\n  test_size: 1.5\n", "training.data.test_size must be a number in (0, 1); got 1.5"),
     (b"train:\n  epochs: -1\n", "training.train.epochs must be an integer in [0, inf]; got -1"),
 ])

@@ -690,9 +690,14 @@ def _add_explain_parser(sub) -> None:
 def _cmd_explain(args) -> int:
     from pathlib import Path
 
-    from .io import atomic_path, load_embeddings
+    from .io import atomic_path, check_output, load_embeddings
     from .measures.explain import explain, explanation_page, parse_image_shape
 
+    inputs = [args.train, args.queries, args.labels]
+    check_output(args.output, (".html",), inputs=inputs, what="the page")
+    if args.table:
+        check_output(args.table, (".csv", ".parquet"), inputs=[*inputs, args.output], flag="--table",
+                     what="the table")
     shape = parse_image_shape(args.image_shape) if args.image_shape else None
     if args.max_queries < 1:
         raise InvalidParameterError(f"--max-queries must be at least 1; got {args.max_queries}")
@@ -709,7 +714,7 @@ def _cmd_explain(args) -> int:
         tmp.write_text(page, encoding="utf-8")
     if args.table:
         with atomic_path(args.table) as tmp:
-            if args.table.endswith(".parquet"):
+            if args.table.lower().endswith(".parquet"):
                 table.to_parquet(tmp, index=False)
             else:
                 table.to_csv(tmp, index=False)
