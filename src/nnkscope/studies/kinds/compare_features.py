@@ -182,14 +182,16 @@ def _section(store: RunStore) -> dict:
         fig, axes = grid(len(measures), width=4.2 + 0.25 * len(cols), height=3.2 + 0.25 * len(rows))
         for ax, m in zip(axes, measures, strict=False):
             M = _matrix(sub[sub.measure == m], rows, cols)
-            im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
+            finite = M[np.isfinite(M)]  # [0, 1] unless a plugged-in measure reaches beyond (a distance, say)
+            lo, hi = min(0.0, finite.min(initial=0.0)), max(1.0, finite.max(initial=1.0))
+            im = ax.imshow(M, vmin=lo, vmax=hi, cmap="viridis")
             ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
             ax.set_yticks(range(len(rows)), rows, fontsize=7)
             ax.set(title=m, xlabel=mb, ylabel=ma)
             if M.size <= 144:
                 for (i, j), v in np.ndenumerate(M):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if v < 0.5 else "black")
+                            color="white" if v < (lo + hi) / 2 else "black")
             ax.figure.colorbar(im, ax=ax, shrink=0.8)
         figs.append((f"{ma} vs {mb}: layer x layer similarity", png(fig)))
         for m in measures:
