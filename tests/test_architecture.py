@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "nnkscope"
 LAYERS = [
     {"errors", "_version", "_validate", "_runtime", "io", "executor"},
     {"engine"},
-    {"measures"},
+    {"measures", "similarity"},
     {"nn"},
     {"store"},
     {"studies"},

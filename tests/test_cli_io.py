@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,74 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644  # readable by others, like any new file
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_killed_writer_leaves_a_part_file_that_the_next_write_removes(tmp_path):
+    """SIGKILL skips every cleanup; the next write of the same target deletes the orphan (its PID is gone)."""
+    import os
+
+    from nnkscope.io import atomic_path
+
+    target = tmp_path / "g.npz"
+    code = ("import os, signal, sys\n"
+            "from nnkscope.io import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert res.returncode == -9
+    orphans = list(tmp_path.glob(".g.npz.*.part"))
+    assert len(orphans) == 1 and not target.exists()
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["g.npz"] and target.read_bytes() == b"whole"
+
+
+def test_which_part_files_count_as_stale(tmp_path):
+    """Removed: this host's with a dead PID, and anyone's untouched for STALE_PART_SECONDS.  Kept: live writers
+    of this host, fresh files of other hosts (their PIDs mean nothing here) and other targets' files."""
+    import os
+
+    from nnkscope.io import STALE_PART_SECONDS, _host_id, atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, timeout=60)
+    dead_pid, me, host = f"{int(dead.stdout):08x}", f"{os.getpid():08x}", _host_id()
+    other = "0" * 8 if host != "0" * 8 else "1" * 8
+    old = STALE_PART_SECONDS + 60
+    files = {  # name: (seconds since last modified, expected to survive the next write of out.txt)
+        f".out.txt.{dead_pid}{host}{'a' * 16}.part": (0, False),
+        f".out.txt.{me}{host}{'b' * 16}.part": (0, True),
+        f".out.txt.{me}{host}{'c' * 16}.part": (old, False),
+        f".out.txt.{dead_pid}{other}{'d' * 16}.part": (0, True),
+        f".out.txt.{dead_pid}{other}{'e' * 16}.part": (old, False),
+        f".other.txt.{dead_pid}{host}{'f' * 16}.part": (old, True),
+    }
+    for name, (age, _) in files.items():
+        (tmp_path / name).write_text("x")
+        t = (tmp_path / name).stat().st_mtime - age
+        os.utime(tmp_path / name, (t, t))
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("new")
+    kept = {p.name for p in tmp_path.iterdir()}
+    assert kept == {"out.txt"} | {name for name, (_, keep) in files.items() if keep}
+
+
+def test_run_folders_recognise_the_temporary_names(tmp_path):
+    """RunStore's sweep finds io.atomic_path's temporaries (e.g. a report being written) by their name."""
+    from nnkscope.io import atomic_path
+    from nnkscope.store import _TEMP
+
+    with atomic_path(tmp_path / "report.html") as tmp:
+        assert _TEMP.fullmatch(tmp.name) and tmp.name.startswith(".report.html.")
+
+
+def test_atomic_path_under_a_file_names_the_obstacle(tmp_path):
+    from nnkscope.errors import FileFormatError
+    from nnkscope.io import atomic_path
+
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(FileFormatError, match=r"f.txt is a file, not a folder"):
+        with atomic_path(tmp_path / "f.txt" / "deeper" / "out.csv"):
+            pass

@@ -6,6 +6,8 @@ manifold, interpolation, nnk_means, collapse, compare, metrics, intrinsic, spect
 ``nn`` (capture, models, datasets; torch) -> ``store`` -> ``studies`` -> ``report`` -> ``cli``.
 """
 
+from typing import TYPE_CHECKING
+
 from . import _compat
 from ._version import __version__
 from .engine.graph import NNKGraph, symmetrize
@@ -21,20 +23,26 @@ from .measures.spectral import spectral_summary
 
 _compat.install()
 
+if TYPE_CHECKING:
+    from .measures.explain import explain
+
 __all__ = [
     "__version__", "nnk_graph", "knn_graph", "build_graph", "NNKGraph", "symmetrize", "knn", "Neighbors",
     "ExactSearch", "HNSWSearch", "IVFSearch", "solve_nnk", "kkt_violation", "local_problems", "gaussian_kernel",
     "cosine_kernel", "Kernel", "GraphSettings", "point_metrics", "graph_metrics", "intrinsic_dimension",
-    "spectral_summary",
+    "spectral_summary", "explain",
 ]
+
+# Loaded on first use: explain imports scikit-learn, analyze torch and matplotlib, which ``import nnkscope`` must not
+# (for the same reason analyze is not in ``__all__``: ``from nnkscope import *`` stays light).
+_LAZY = {"explain": "nnkscope.measures.explain", "analyze": "nnkscope.analyze"}
 
 
 def __getattr__(name: str):
-    """``nnkscope.analyze`` is loaded on first use: it needs torch and matplotlib, which ``import nnkscope`` must not
-    import (for the same reason it is not in ``__all__``: ``from nnkscope import *`` stays light)."""
-    if name == "analyze":
-        from .analyze import analyze
+    if name in _LAZY:
+        import importlib
 
-        globals()["analyze"] = analyze  # the import bound the module to this name; the function is the front door
-        return analyze
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # importing nnkscope.analyze bound the module to this name; the function wins
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

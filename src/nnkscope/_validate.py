@@ -17,6 +17,12 @@ from .errors import (
 )
 
 
+def _expr(name: str) -> str:
+    """``name`` where it can stand in a Python expression of a hint; ``X`` for descriptions like "embeddings in
+    x.npy" (which would make the hint unreadable)."""
+    return name if name.isidentifier() else "X"
+
+
 def as_points(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
     """Return ``X`` as a C-contiguous 2-D float32/float64 array, or raise a specific error.
 
@@ -33,10 +39,11 @@ def as_points(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
     elif arr.dtype.kind != "f":
         raise InputDTypeError(
             f"{name} has dtype {arr.dtype}, which nnkscope cannot use; convert it to real numbers first, "
-            f"e.g. {name}.astype(np.float32)"
+            f"e.g. {_expr(name)}.astype(np.float32)"
         )
     if arr.ndim != 2:
-        hint = f"{name}.reshape(len({name}), -1)" if arr.ndim > 2 else f"{name}.reshape(-1, 1)"
+        x = _expr(name)
+        hint = f"{x}.reshape(len({x}), -1)" if arr.ndim > 2 else f"{x}.reshape(-1, 1)"
         raise InputShapeError(
             f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}. Use {hint} to flatten it"
         )
@@ -60,7 +67,7 @@ def check_range(arr: np.ndarray, name: str = "X") -> None:
     if big > MAX_ABS or 0 < big < 1 / MAX_ABS:
         raise InputRangeError(
             f"{name} has values of magnitude {big:.3g}; squared distances would leave float64's range. "
-            f"Rescale it first, e.g. {name} = {name} / np.abs({name}).max()"
+            f"Rescale it first, e.g. {_expr(name)} = {_expr(name)} / np.abs({_expr(name)}).max()"
         )
 
 
@@ -76,9 +83,10 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     if bad_rows.size == 0:
         return  # the sum overflowed, every entry is finite
     n_bad = int((~np.isfinite(arr)).sum())
+    x = _expr(name)
     raise NonFiniteError(
         f"{name} contains {n_bad} NaN/inf value(s) in {bad_rows.size} row(s) (first: row {int(bad_rows[0])}); "
-        f"drop or impute those rows first, e.g. {name} = {name}[np.isfinite({name}).all(axis=1)]"
+        f"drop or impute those rows first, e.g. {x} = {x}[np.isfinite({x}).all(axis=1)]"
     )
 
 

@@ -3,7 +3,9 @@
 ``nnkscope graph`` (NNK graph of an embedding; ``--local-cluster``/``--scheduler`` run it on Dask), ``metrics``
 (per-point table), ``collapse`` and ``separation`` (class geometry of saved features), ``demo`` (the embedded
 study), ``study KIND --config`` (any study from YAML), ``report`` (HTML of a run folder) and ``query`` (SQL over a
-run folder).  Errors of nnkscope's own kinds print one line and exit with status 2.
+run folder).  Errors of nnkscope's own kinds (and failures of the file system) print one line naming the fix and
+exit with status 2; outputs are checked before any work (format, folder, not one of the inputs).  Anything else is
+a bug: one line naming the exception, exit status 1 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -56,21 +58,53 @@ def _add_blocked_args(p) -> None:
     where.add_argument("--local-cluster", type=int, metavar="N", help="start a Dask LocalCluster of N workers")
     where.add_argument("--scheduler", metavar="ADDRESS", help="use the Dask scheduler at ADDRESS")
     where.add_argument("--blocked", action="store_true", help="blocked run in this process (no Dask)")
-    g.add_argument("--block-size", type=int, default=8192, help="query rows per task (default 8192)")
-    g.add_argument("--shard-size", type=int, default=65536, help="database rows searched at a time")
+    g.add_argument("--block-size", type=int, default=None, help="query rows per task (default 8192)")
+    g.add_argument("--shard-size", type=int, default=None, help="database rows searched at a time (default 65536)")
     g.add_argument("--parts-dir", help="folder for the Parquet parts (default: a temporary folder); a run "
-                                       "interrupted there resumes")
+                                       "interrupted there resumes. Needs --blocked, --local-cluster or --scheduler")
 
 
 def _is_blocked(args) -> bool:
-    return bool(args.local_cluster or args.scheduler or args.blocked)
+    return bool(args.local_cluster is not None or args.scheduler or args.blocked)
+
+
+def _check_blocked_args(args) -> None:
+    """Options of a blocked run given without one are refused, not silently ignored.
+
+    ``--parts-dir`` does not imply ``--blocked``: a blocked run reads only .npy or zarr inputs and keeps its
+    parts on disk, so switching to it must be the user's explicit choice, not a side effect of another option.
+    """
+    if not _is_blocked(args):
+        given = [flag for flag, value in (("--parts-dir", args.parts_dir), ("--block-size", args.block_size),
+                                          ("--shard-size", args.shard_size)) if value is not None]
+        if given:
+            verb, it = ("applies", "it") if len(given) == 1 else ("apply", "them")
+            raise InvalidParameterError(f"{' and '.join(given)} only {verb} to a blocked run; add --blocked (or "
+                                        f"--local-cluster N / --scheduler ADDRESS), or drop {it}")
+        return
+    if args.local_cluster is not None:
+        _positive(args.local_cluster, "--local-cluster", "workers")
+    args.block_size = _positive(8192 if args.block_size is None else args.block_size, "--block-size", "rows")
+    args.shard_size = _positive(65536 if args.shard_size is None else args.shard_size, "--shard-size", "rows")
+    if args.parts_dir is not None:
+        from .io import check_output_dir
+
+        check_output_dir(args.parts_dir, flag="--parts-dir", what="parts folder")
+
+
+def _positive(value: int, flag: str, unit: str) -> int:
+    if value < 1:
+        raise InvalidParameterError(f"{flag} must be a positive number of {unit}; got {value}")
+    return value
 
 
 def _cmd_graph(args) -> int:
     from .engine.neighbors import HNSWSearch, IVFSearch
     from .engine.pipeline import nnk_graph
-    from .io import load_embeddings
+    from .io import check_output, load_embeddings
 
+    _check_blocked_args(args)
+    check_output(args.output, (".npz", ".parquet"), inputs=[args.embeddings], what="a graph")
     knn = args.knn
     if args.knn == "hnsw":
         knn = HNSWSearch(M=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
@@ -127,17 +161,104 @@ def _blocked_parts(args, parts_dir, client, settings: dict):
 
 
 def _load_labels(path: str, n: int):
+    """Labels from ``.npy``, ``.npz`` (one array) or a torch ``.pt``/``.pth`` tensor, one per feature row."""
     import numpy as np
 
-    from .errors import FileFormatError, InputShapeError
+    from ._validate import check_labels
+    from .errors import InputShapeError
 
-    try:
-        y = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"{path}: could not read labels ({exc}); save them with np.save(path, y)") from exc
+    y = _load_array(path, "--labels", "labels", "np.save(path, y)", torch_ok=True)
+    if hasattr(y, "detach"):  # a torch tensor
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise InputShapeError(f"{path}: labels must be 1-D with {n} entries (one per feature row); got {y.shape}")
+    check_labels(y, n, name=f"labels in {path}", min_classes=1)  # missing values, unusable dtypes
     return y
+
+
+def _class_codes(y, path: str, classifier_rows: int | None = None):
+    """``(codes 0..K-1, K)`` for the class-geometry commands, whose functions take integer class indices.
+
+    Without a classifier any labels are encoded (strings, gaps, negatives: classes in sorted order).  With one,
+    integer labels are its row indices and must hold every row's class; other labels map to its rows in sorted
+    order of the class names.
+    """
+    import numpy as np
+
+    from ._validate import check_labels
+
+    classes, codes = check_labels(y, len(y), name=f"labels in {path}")
+    if classifier_rows is None:
+        return codes, len(classes)
+    if y.dtype.kind in "iu":
+        if y.min() < 0 or y.max() >= classifier_rows or len(classes) != classifier_rows:
+            raise InvalidParameterError(
+                f"--classifier has {classifier_rows} rows (one per class) but labels in {path} hold {len(classes)} "
+                f"class(es) in [{y.min()}, {y.max()}]; integer labels index its rows, so every class "
+                f"0..{classifier_rows - 1} needs samples. Give the classifier of exactly these classes")
+        return y.astype(np.int64), classifier_rows
+    if len(classes) != classifier_rows:
+        raise InvalidParameterError(f"--classifier has {classifier_rows} rows (one per class) but labels in {path} "
+                                    f"hold {len(classes)} classes; give the classifier of exactly these classes "
+                                    "(rows in sorted order of the class names)")
+    return codes, len(classes)
+
+
+def _load_array(path: str, flag: str, what: str, how: str, *, torch_ok: bool = False):
+    """One array from ``.npy``/``.npz`` (or a torch file when ``torch_ok``) with a FileFormatError naming ``flag``."""
+    import zipfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from .errors import FileFormatError
+
+    p = Path(path)
+    if not p.exists():
+        raise FileFormatError(f"{flag} {path}: no such file; check the path")
+    if p.is_dir():
+        raise FileFormatError(f"{flag} {path} is a folder; give the {what} file (save it with {how})")
+    suffix = p.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        if not torch_ok:
+            raise FileFormatError(f"{flag} {path}: torch files are not read here; save the {what} with {how}")
+        return _load_torch(p, flag, what)
+    if suffix not in (".npy", ".npz"):
+        more = ", .npz or torch .pt" if torch_ok else " or .npz"
+        raise FileFormatError(f"{flag} {path}: {what} are read from .npy{more} files; got {suffix or 'no suffix'!s}. "
+                              f"Save them with {how}")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if len(loaded.files) != 1:
+                    raise FileFormatError(f"{flag} {path} holds arrays {loaded.files}; save the {what} alone with "
+                                          f"{how}")
+                loaded = loaded[loaded.files[0]]
+    except FileFormatError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FileFormatError(f"{flag} {path}: could not read the {what} ({type(exc).__name__}: {exc}); the file "
+                              f"may be truncated or corrupt. Save them again with {how}") from exc
+    return loaded
+
+
+def _load_torch(p, flag: str, what: str):
+    from ._runtime import require
+    from .errors import FileFormatError
+
+    torch = require("torch", f"reading {flag} {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)  # tensors only: no pickled code runs
+    except Exception as exc:  # torch raises many kinds (pickle, zip, runtime) for a bad file
+        raise FileFormatError(f"{flag} {p}: could not read it as a torch tensor ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); save the {what} with "
+                              "torch.save(y, path) or np.save(path, y)") from exc
+    if not isinstance(obj, torch.Tensor):
+        raise FileFormatError(f"{flag} {p} holds a {type(obj).__name__}, not a tensor; save the {what} tensor itself "
+                              "with torch.save(y, path)")
+    return obj
 
 
 def _print_table(rows: dict) -> None:
@@ -150,12 +271,13 @@ def _add_collapse_parsers(sub) -> None:
     p = sub.add_parser("collapse", help="neural collapse metrics (NC1-NC4) of saved features",
                        description="Neural collapse metrics of features (streamed in row blocks).")
     p.add_argument("features", help="(N, d) features: .npy (memory-mapped), .npz, .parquet or .zarr")
-    p.add_argument("--labels", required=True, help=".npy with N integer labels 0..K-1")
-    p.add_argument("--classifier", help=".npy with the (K, d) last-layer weights (enables NC2-W, NC3, NC4)")
+    p.add_argument("--labels", required=True, help=".npy, .npz or torch .pt with N labels (integers, strings, ...)")
+    p.add_argument("--classifier", help=".npy with the (K, d) last-layer weights (enables NC2-W, NC3, NC4); integer "
+                                        "labels index its rows, other labels map to rows in sorted order")
     p.add_argument("--bias", help=".npy with the (K,) last-layer bias")
     p.add_argument("--key", default=None)
     p.add_argument("--batch-size", type=int, default=65536)
-    p.add_argument("-o", "--output", help="write the metrics as JSON")
+    p.add_argument("-o", "--output", help="write the metrics as JSON (.json)")
     p.set_defaults(func=_cmd_collapse)
 
     p = sub.add_parser("separation", help="separation fuzziness per layer and the equi-separation fit",
@@ -163,11 +285,11 @@ def _add_collapse_parsers(sub) -> None:
                                    "log-linear fit giving the decay ratio rho.")
     p.add_argument("layers", nargs="+", help="one feature file per layer in depth order, or one .npz with one "
                                              "array per layer (stored order)")
-    p.add_argument("--labels", required=True)
+    p.add_argument("--labels", required=True, help=".npy, .npz or torch .pt with N labels (integers, strings, ...)")
     p.add_argument("--weighting", choices=["balanced", "imbalanced"], default="balanced")
     p.add_argument("--first-is-input", action="store_true", help="also report the fit without the first layer")
     p.add_argument("--batch-size", type=int, default=65536)
-    p.add_argument("-o", "--output", help="write the per-layer table as CSV")
+    p.add_argument("-o", "--output", help="write the per-layer table as CSV (.csv)")
     p.set_defaults(func=_cmd_separation)
 
 
@@ -176,15 +298,26 @@ def _cmd_collapse(args) -> int:
 
     import numpy as np
 
-    from .io import atomic_path, load_embeddings
+    from .io import atomic_path, check_output, load_embeddings
     from .measures.collapse import neural_collapse, scatter_in_blocks
 
+    if args.output:
+        check_output(args.output, (".json",), inputs=[args.features, args.labels, args.classifier, args.bias],
+                     what="the metrics")
+    _positive(args.batch_size, "--batch-size", "rows")
+    if args.bias and not args.classifier:
+        raise InvalidParameterError("--bias needs --classifier (the bias belongs to the last-layer weights)")
     H = load_embeddings(args.features, key=args.key)
+    W = b = None
+    if args.classifier:
+        W = _load_array(args.classifier, "--classifier", "weights", "np.save(path, W)")
+    if args.bias:
+        b = _load_array(args.bias, "--bias", "bias", "np.save(path, b)")
     y = _load_labels(args.labels, len(H))
-    stats = scatter_in_blocks(H, y, int(np.max(y)) + 1, args.batch_size)
-    W = np.load(args.classifier, allow_pickle=False) if args.classifier else None
-    b = np.load(args.bias, allow_pickle=False) if args.bias else None
-    batches = ((H[lo:lo + args.batch_size], y[lo:lo + args.batch_size]) for lo in range(0, len(H), args.batch_size))
+    codes, K = _class_codes(y, args.labels, len(W) if W is not None and np.ndim(W) == 2 else None)
+    stats = scatter_in_blocks(H, codes, K, args.batch_size, balanced=False)  # NC needs no balanced pass
+    batches = ((H[lo:lo + args.batch_size], codes[lo:lo + args.batch_size])
+               for lo in range(0, len(H), args.batch_size))
     metrics = neural_collapse(stats, W=W, b=b, batches=batches if W is not None else None)
     _print_table(metrics)
     if args.output:
@@ -193,25 +326,35 @@ def _cmd_collapse(args) -> int:
     return 0
 
 
+MIN_FIT_LAYERS = 3  # the equi-separation fit is a line through log D: fewer points leave it undetermined
+
+
 def _cmd_separation(args) -> int:
     import numpy as np
 
     from .errors import InputShapeError
-    from .io import atomic_path, load_embeddings
+    from .io import atomic_path, check_output, load_embeddings, load_npz_arrays
     from .measures.collapse import equi_separation_fit, scatter_in_blocks, separation_fuzziness
 
-    if len(args.layers) == 1 and args.layers[0].endswith(".npz"):
-        with np.load(args.layers[0], allow_pickle=False) as z:
-            named = [(name, z[name]) for name in z.files]
+    if args.output:
+        check_output(args.output, (".csv",), inputs=[*args.layers, args.labels], what="the per-layer table")
+    _positive(args.batch_size, "--batch-size", "rows")
+    if len(args.layers) == 1 and args.layers[0].lower().endswith(".npz"):
+        named = load_npz_arrays(args.layers[0])
     else:
-        named = [(path, load_embeddings(path)) for path in args.layers]
+        named = [(path, None) for path in args.layers]
+    if len(named) < MIN_FIT_LAYERS:
+        raise InvalidParameterError(f"separation fits a line through the layers' log D: give at least "
+                                    f"{MIN_FIT_LAYERS} layers (files in depth order, or one .npz with an array per "
+                                    f"layer); got {len(named)}")
+    named = [(name, H if H is not None else load_embeddings(name)) for name, H in named]
     y = _load_labels(args.labels, len(named[0][1]))
-    K = int(np.max(y)) + 1
+    codes, K = _class_codes(y, args.labels)
     rows = []
     for i, (name, H) in enumerate(named):
-        if len(H) != len(y):
-            raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(y)} labels")
-        stats = scatter_in_blocks(H, y, K, args.batch_size)
+        if len(H) != len(codes):
+            raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels")
+        stats = scatter_in_blocks(H, codes, K, args.batch_size, balanced=args.weighting == "balanced")
         D = separation_fuzziness(stats, weighting=args.weighting)
         rows.append((i, name, D))
         print(f"layer {i:3d}  D = {D:12.6g}  log D = {np.log(D):9.4f}  {name}")
@@ -250,9 +393,11 @@ def _add_metrics_parser(sub) -> None:
 
 
 def _cmd_metrics(args) -> int:
-    from .io import atomic_path, load_embeddings
+    from .io import atomic_path, check_output, load_embeddings
     from .measures.metrics import column_means, point_metrics
 
+    _check_blocked_args(args)
+    check_output(args.output, (".parquet", ".csv"), inputs=[args.embeddings, args.labels], what="the table")
     progress = False if args.no_progress else None
     if _is_blocked(args):
         from .io import RowSource
@@ -275,7 +420,7 @@ def _cmd_metrics(args) -> int:
         df, summary = point_metrics(X, y, args.k, kernel=args.kernel, sigma=args.sigma, energy=args.energy,
                                     duplicates=args.duplicates, n_jobs=args.threads, progress=progress)
     with atomic_path(args.output) as tmp:
-        if args.output.endswith(".csv"):
+        if args.output.lower().endswith(".csv"):
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
@@ -368,7 +513,7 @@ def _add_demo_parsers(sub) -> None:
     p.set_defaults(func=_cmd_study)
     p = sub.add_parser("report", help="write the HTML report of a run folder")
     p.add_argument("run_dir")
-    p.add_argument("-o", "--output", default=None)
+    p.add_argument("-o", "--output", default=None, help="report file (.html; default RUN_DIR/report.html)")
     p.set_defaults(func=_cmd_report)
 
 
@@ -397,11 +542,10 @@ def _cmd_demo(args) -> int:
 
 
 def _check_run_folder(out) -> None:
-    """A run folder argument must be a folder (or not exist yet), never a file."""
-    from pathlib import Path
+    """A run folder argument must be a writable folder or creatable, never a file (checked before any work)."""
+    from .io import check_output_dir
 
-    if Path(out).exists() and not Path(out).is_dir():
-        raise InvalidParameterError(f"--out {out} is a file; give a folder for the run (it is created if new)")
+    check_output_dir(out, flag="--out", what="run")
 
 
 def _study_config(args) -> dict:
@@ -437,6 +581,8 @@ def _cmd_study(args) -> int:
         print(yaml.safe_dump({"study": args.kind, **cfg}, sort_keys=False))
         return 0
     _check_run_folder(args.out)
+    if args.local_cluster is not None:  # 0 would silently run in-process, a negative count never starts
+        _positive(args.local_cluster, "--local-cluster", "workers")
     with contextlib.ExitStack() as stack:
         client = None
         if args.local_cluster:
@@ -509,9 +655,68 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from pathlib import Path
+
+    from .io import check_output
     from .report import write_report
 
+    if args.output:
+        check_output(args.output, (".html",), what="the report")
+    elif Path(args.run_dir).is_dir():
+        check_output(Path(args.run_dir) / "report.html", flag=None, what="the report")
     print(f"report: {write_report(args.run_dir, args.output)}")
+    return 0
+
+
+def _add_explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="explain NNK-classifier predictions by their weighted training neighbours",
+                       description="For each query row: the NNK neighbours among the training rows with their "
+                                   "weights (the prediction is exactly their weighted vote), class probabilities and "
+                                   "a reliability score, as an HTML page (and optionally a CSV table).")
+    p.add_argument("train", help="(N, d) training features: .npy, .npz, .parquet or .zarr")
+    p.add_argument("queries", help="(n, d) query features from the same model/layer")
+    p.add_argument("--labels", required=True, help=".npy with one label per training row")
+    p.add_argument("-k", type=int, default=25, help="candidates per query (default 25, the DeepNNK setting)")
+    p.add_argument("--kernel", choices=KERNELS, default="cosine")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian bandwidth (default: from the training set)")
+    p.add_argument("--image-shape", default=None, help="draw rows as images of this shape, e.g. 28x28 or 8x8")
+    p.add_argument("--max-queries", type=int, default=100, help="queries drawn on the page (the table has all)")
+    p.add_argument("--key", default=None, help="array/column name inside .npz, .parquet or zarr inputs")
+    p.add_argument("-o", "--output", required=True, help="HTML page to write")
+    p.add_argument("--table", help="also write the table (.csv or .parquet)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from pathlib import Path
+
+    from .io import atomic_path, load_embeddings
+    from .measures.explain import explain, explanation_page, parse_image_shape
+
+    shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    if args.max_queries < 1:
+        raise InvalidParameterError(f"--max-queries must be at least 1; got {args.max_queries}")
+    X = load_embeddings(args.train, key=args.key)
+    Q = load_embeddings(args.queries, key=args.key)
+    y = _load_labels(args.labels, len(X))
+    if shape is not None and shape[0] * shape[1] != X.shape[1]:
+        raise InvalidParameterError(f"--image-shape {args.image_shape} has {shape[0] * shape[1]} pixels but the rows "
+                                    f"have {X.shape[1]} features; give the images' shape (8x8 for 64, 28x28 for 784)")
+    table = explain(X, y, Q, k=args.k, kernel=args.kernel, sigma=args.sigma)
+    page = explanation_page(table, X, Q, image_shape=shape, max_queries=args.max_queries,
+                            title=f"NNK explanations: {Path(args.queries).name}")
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    if args.table:
+        with atomic_path(args.table) as tmp:
+            if args.table.endswith(".parquet"):
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
+    per_query = table.groupby("query").first()
+    _print_table({"queries": len(per_query), "rows": len(table), "mean_nnk_neighbors": float(per_query.n_neighbors
+                  .mean()), "mean_reliability": float(per_query.reliability.mean()),
+                  "low_reliability_queries": int((per_query.reliability < 0.5).sum()), "output": args.output})
     return 0
 
 
@@ -520,26 +725,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="nnkscope", description="Geometry of representations with NNK graphs.")
     parser.add_argument("--version", action="version", version=f"nnkscope {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_graph_parser(sub)
     _add_collapse_parsers(sub)
     _add_metrics_parser(sub)
     _add_query_parser(sub)
     _add_demo_parsers(sub)
+    _add_explain_parser(sub)
     _add_compare_parser(sub)
+    for p in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (``--debug``: the traceback instead).
+
+    Exit status: 0 success, 2 an nnkscope error or a file-system failure (the message names the fix), 1 an
+    unexpected exception (a bug: the line asks to report it), 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    where = f"nnkscope {args.command}"
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{where}: interrupted (outputs are written atomically: nothing half-written was left)",
+              file=sys.stderr)
+        return 130
     except NNKScopeError as exc:
-        print(f"nnkscope {args.command}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"{where}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not the input: disk full, permissions changed mid-run, ...
+        if args.debug:
+            raise
+        print(f"{where}: error: {_os_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"{where}: error: out of memory; run it blocked (--blocked, for graph and metrics) or on fewer rows",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"{where}: internal error: {type(exc).__module__}.{type(exc).__qualname__}: {_one_line(exc)[:300]} "
+              f"-- this is a bug in nnkscope; please report it with the traceback shown by adding --debug",
+              file=sys.stderr)
+        return 1
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _os_message(exc: OSError) -> str:
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = exc.strerror or _one_line(exc)
+    return f"{files + ': ' if files else ''}{what} ({type(exc).__name__}); check the path, its permissions and " \
+           "the free disk space, then run it again"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import threading
 import uuid
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,25 +30,238 @@ import numpy as np
 from ._validate import as_points
 from .errors import FileFormatError, InputShapeError, InvalidParameterError
 
-__all__ = ["load_embeddings", "atomic_path", "write_columns", "read_columns", "RowSource", "ArraySource", "as_source",
-           "DiskParts", "MemoryParts", "fingerprint"]
+__all__ = ["load_embeddings", "atomic_path", "check_output", "check_output_dir", "write_columns", "read_columns",
+           "load_npz_arrays", "RowSource", "ArraySource", "as_source", "DiskParts", "MemoryParts", "fingerprint"]
+
+
+STALE_PART_SECONDS = 3600  # a temporary file untouched this long belongs to a dead writer (see atomic_path)
+
+
+@lru_cache(maxsize=1)
+def _host_id() -> str:
+    """8 hex digits naming this host *and* PID namespace: a PID in a temporary file's name is only meaningful to
+    processes that see the same PIDs (same machine, same container)."""
+    import socket
+
+    parts = [socket.gethostname()]
+    for p in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        with suppress(OSError):
+            parts.append(os.readlink(p) if p.endswith("/pid") else Path(p).read_text().strip())
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=4).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or cannot tell): assume alive
+    return True
+
+
+_TEMP_NAME = re.compile(r"\.(.+)\.([0-9a-f]{8})([0-9a-f]{8})[0-9a-f]{16}\.part")  # target, PID, host, random
+_LISTING_TTL = 60.0  # seconds a folder's listing of temporary files is reused by this process
+_listings: dict[str, tuple[float, dict[str, list[str]]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _temporaries_of(path: Path) -> list[str]:
+    """Names of the temporary files of ``path`` in its folder, not yet looked at by this process.
+
+    A folder is listed at most once a minute per process (then the names are handed out target by target): a
+    part folder of 10,000 blocks would otherwise be listed at every write, quadratic in the number of blocks.
+    """
+    import time
+
+    folder, now = str(path.parent), time.monotonic()
+    with _listings_lock:
+        entry = _listings.get(folder)
+        if entry is None or now - entry[0] > _LISTING_TTL:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            by_target: dict[str, list[str]] = {}
+            for name in names:
+                m = _TEMP_NAME.fullmatch(name) if name.endswith(".part") else None
+                if m:
+                    by_target.setdefault(m.group(1), []).append(name)
+            if len(_listings) > 4096:  # a bound, not an LRU: re-listing costs one listdir
+                _listings.clear()
+            entry = _listings[folder] = (now, by_target)
+        return entry[1].pop(path.name, [])
+
+
+def _remove_stale_parts(path: Path) -> list[Path]:
+    """Delete temporary files of ``path`` left by writers that died without cleaning up (SIGKILL, power loss).
+
+    A ``.part`` file is stale when its writer ran on this host (same PID namespace) and that PID is gone, or when
+    it has not been modified for :data:`STALE_PART_SECONDS` (any writer, also on another host of a shared file
+    system, or a name from before PIDs were recorded): a live writer keeps writing, so its file stays fresh.  A
+    live writer of the same target is never touched, so concurrent writers stay safe.  Orphans that appear after
+    this process listed the folder are found at its next listing (a minute later) or by the next process.
+    """
+    import time
+
+    removed, now = [], time.time()
+    for name in _temporaries_of(path):
+        tmp = path.parent / name
+        m = _TEMP_NAME.fullmatch(name)
+        try:
+            stale = now - tmp.stat().st_mtime > STALE_PART_SECONDS or (
+                m.group(3) == _host_id() and not _pid_alive(int(m.group(2), 16)))
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # vanished meanwhile (its writer finished) or not ours to delete: leave it
+            continue
+    return removed
+
+
+def _make_parent(path: Path, flag: str | None = None) -> None:
+    """Create ``path``'s folder, or raise a FileFormatError naming the obstacle."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileFormatError(_unwritable_message(path, flag, exc)) from exc
+
+
+def _unwritable_message(path: Path, flag: str | None, exc: OSError | None = None) -> str:
+    """Why ``path`` cannot be written (a file where a folder should be, no permission), with the fix."""
+    where = f"{flag} {path}" if flag else str(path)
+    anc = path.parent
+    while not (anc.exists() or anc.is_symlink()) and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        return (f"{where}: cannot create it because {anc} is a file, not a folder; choose an output path whose "
+                "folders are folders")
+    why = exc.strerror if exc is not None and exc.strerror else "permission denied or read-only file system"
+    return f"{where}: cannot write into {anc} ({why}); choose a folder you can write to"
+
+
+def _temp_name(path: Path) -> Path:
+    """A new hidden temporary path beside ``path`` naming its writer (PID, host) for :func:`_remove_stale_parts`."""
+    return path.parent / f".{path.name}.{os.getpid() & 0xFFFFFFFF:08x}{_host_id()}{uuid.uuid4().hex[:16]}.part"
 
 
 @contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it."""
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``, on failure delete it.
+
+    The temporary file is ``.<name>.<32 hex digits>.part``: the writer's PID (8), its host (8, see
+    :func:`_host_id`) and 16 random digits -- the same shape as before PIDs were recorded, which RunStore's sweep
+    recognises.  Stale ones of the same target left by killed writers are deleted first (see
+    :func:`_remove_stale_parts` for when a file counts as stale).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
+    _remove_stale_parts(path)
     # created like any new file (0666 minus the umask; mkstemp would make it 0600, unreadable to others), with
     # O_EXCL and a random name so concurrent writers never share a temporary file
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.part"
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    tmp = _temp_name(path)
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except OSError as exc:
+        raise FileFormatError(_unwritable_message(path, None, exc)) from exc
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path, suffixes=(), *, inputs=(), flag: str | None = "-o", what: str = "the output") -> Path:
+    """Check an output file before any work is done: refuse what would fail or destroy data only at the end.
+
+    Refused, each with the fix: an existing folder, a suffix not in ``suffixes`` (case-insensitive; empty: any),
+    the same file as one of ``inputs`` (also through symbolic or hard links), and a location that cannot be
+    written (a file in place of a folder, no permission, read-only).  Nothing is created: a missing folder is
+    only checked to be creatable (it is made when the output is written).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); np.save(d / "x.npy", np.eye(2))
+    >>> check_output(d / "new" / "g.npz", (".npz", ".parquet"), inputs=[d / "x.npy"]).name
+    'g.npz'
+    >>> check_output(d / "x.npy", (".npy",), inputs=[d / "x.npy"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnkscope.errors.InvalidParameterError: -o .../x.npy is the input .../x.npy: writing it would destroy ...
+    """
+    path = Path(path)
+    where = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        example = path / f"out{suffixes[0] if suffixes else ''}"
+        raise InvalidParameterError(f"{where} is a folder; give a file name, e.g. {example}")
+    if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
+        got = repr(path.suffix) if path.suffix else "no extension"
+        raise InvalidParameterError(f"{where}: {what} is written as {' or '.join(suffixes)}; got {got}. Name the "
+                                    f"file e.g. {path.with_suffix(suffixes[0]).name}")
+    for inp in inputs:
+        if inp is not None and _same_file(path, Path(inp)):
+            raise InvalidParameterError(f"{where} is the input {inp}: writing it would destroy the input. Choose "
+                                        "another output name")
+    _check_writable(path, flag)
+    return path
+
+
+def check_output_dir(path, *, flag: str = "--out", what: str = "run folder") -> Path:
+    """Check a folder that a command will create or fill (a run folder): it may exist as a folder or be
+    creatable, never a file; it must be writable.  Nothing is created.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "f.txt"; _ = f.write_text("x")
+    >>> check_output_dir(f)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnkscope.errors.InvalidParameterError: --out .../f.txt is a file; give a folder for the run folder ...
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidParameterError(f"{flag} {path} is a file; give a folder for the {what} (it is created if new)")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise FileFormatError(f"{flag} {path}: the folder is not writable; choose a folder you can write to")
+        return path
+    _check_writable(path, flag)
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``a`` would replace ``b``: same resolved path (symbolic links) or same inode (hard links)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop: compare inodes below
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): not the same file
+        return False
+
+
+def _check_writable(path: Path, flag: str | None) -> None:
+    """Raise if no file can be created at ``path`` (probe the existing folder; else the nearest existing
+    ancestor must be a writable folder, in which the missing folders will be created)."""
+    parent = path.parent
+    if parent.is_dir():
+        probe = _temp_name(path)
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except OSError as exc:
+            raise FileFormatError(_unwritable_message(path, flag, exc)) from exc
+        probe.unlink(missing_ok=True)
+        return
+    anc = parent
+    while not (anc.exists() or anc.is_symlink()) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK):
+        raise FileFormatError(_unwritable_message(path, flag))
 
 
 def _check_exists(path: Path) -> None:
@@ -94,6 +309,27 @@ def load_embeddings(path, key: str | None = None) -> np.ndarray:
         else:
             raise FileFormatError(f"{path}: unknown embedding format {suffix!r}; use .npy, .npz, .parquet or .zarr")
     return as_points(arr, f"embeddings in {path.name}")
+
+
+def load_npz_arrays(path) -> list[tuple[str, np.ndarray]]:
+    """Every array of an ``.npz`` file in stored order as ``(name, (N, d) array)``, each validated as embeddings
+    (one array per layer, as ``nnkscope separation`` reads them).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "h.npz"; np.savez(p, a=np.eye(2), b=np.ones((2, 3)))
+    >>> [(name, a.shape) for name, a in load_npz_arrays(p)]
+    [('a', (2, 2)), ('b', (2, 3))]
+    """
+    path = Path(path)
+    _check_exists(path)
+    with _reading(path, "arrays", "Re-export it (e.g. np.savez(path, layer0=H0, layer1=H1, ...))"):
+        with np.load(path, allow_pickle=False) as z:
+            named = [(name, z[name]) for name in z.files]
+    if not named:
+        raise FileFormatError(f"{path} holds no arrays; save one per layer, e.g. np.savez(path, layer0=H0, ...)")
+    return [(name, as_points(arr, f"array {name!r} in {path.name}")) for name, arr in named]
 
 
 def _load_npz_array(path: Path, key: str | None) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Every study kind end to end on a tiny config (tables, resume, report), configs, and the study building blocks
 against known answers."""
 
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from nnkscope.cli import main  # noqa: E402
 from nnkscope.errors import FileFormatError, InvalidParameterError  # noqa: E402
 from nnkscope.report import write_report  # noqa: E402
 from nnkscope.studies import ChannelwiseEarlyStopping, DeepNNKMonitor, loo_error  # noqa: E402
+from nnkscope.studies.base import load_yaml  # noqa: E402
 from nnkscope.studies.invariance import augmentation_diameters  # noqa: E402
 from nnkscope.studies.registry import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.stability import run_metrics, stability_table  # noqa: E402
@@ -39,6 +41,10 @@ CONFIGS = {
 TABLE = {"layerwise": "layers", "training": "layers", "compare": "compare", "stability": "stability",
          "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep",
          "compare-features": "similarity"}
+for _kind, _study in KINDS.items():  # kinds whose tiny config is examples/studies/<kind>-quick.yaml
+    _quick = Path(__file__).resolve().parents[2] / "examples" / "studies" / f"{_kind}-quick.yaml"
+    if _kind not in CONFIGS and _quick.exists():
+        CONFIGS[_kind], TABLE[_kind] = load_yaml(_quick), _study.tables[0]
 
 
 def _config(kind, folder):

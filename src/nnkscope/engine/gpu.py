@@ -1,8 +1,10 @@
 """Optional accelerator path for the candidate search: brute-force windows on a torch device.
 
-The device only proposes each query's window of ``k + 1 + margin`` nearest rows (float32 matrix products and
-``topk``); the exact float64 re-ranking, the tie check and the window widening stay on the CPU exactly as for faiss
-(:mod:`nnkscope.engine.neighbors`), so the candidates are the same as exact search on any device.  torch is
+The device only proposes each query's window of ``k + 1 + margin`` nearest rows of the same centred float32 copy
+faiss searches (float32 matrix products and ``topk``, at full float32 precision: TF32 is switched off for the
+call); the exact float64 re-ranking, the check that the window provably holds the top k, the window widening and
+the float64 fallback stay on the CPU exactly as for faiss (:mod:`nnkscope.engine.neighbors`), so the candidates
+are the same as exact search on any device.  torch is
 imported only when a :class:`TorchSearch` is used; ``device="cuda"`` needs a GPU (``torch.cuda.is_available()``),
 ``"cpu"`` runs the same code anywhere (what the tests use when no GPU is present).
 """
@@ -59,14 +61,17 @@ class TorchSearch:
 
 
 class _TorchIndex:
-    """Database rows on the device; ``search`` mimics faiss's ``(distances, indices)`` of the best ``width``."""
+    """Database rows on the device; ``search`` mimics faiss's ``(squared L2 distances, indices)`` of the best
+    ``width``, exact in its own float32 arithmetic (so the float32 error bound of the CPU check applies)."""
+
+    exact = True
 
     def __init__(self, space, spec: TorchSearch):
         torch = _torch()
         if spec.device.startswith("cuda") and not torch.cuda.is_available():
             raise InvalidParameterError(f"TorchSearch(device={spec.device!r}) but torch sees no CUDA device; use "
                                         "device='cpu' or the default faiss search")
-        self.torch, self.spec, self.cosine = torch, spec, space.cosine
+        self.torch, self.spec = torch, spec
         self.chunks = []
         for lo in range(0, len(space.Xs), spec.db_chunk):
             # a copy: the rows may be a read-only memory map, which torch refuses to wrap
@@ -75,12 +80,21 @@ class _TorchIndex:
 
     def search(self, Q: np.ndarray, width: int):
         torch = self.torch
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")  # TF32 would void the float32 error bound
+        try:
+            return self._search(Q, width)
+        finally:
+            torch.set_float32_matmul_precision(precision)
+
+    def _search(self, Q: np.ndarray, width: int):
+        torch = self.torch
         with torch.no_grad():
             q = torch.from_numpy(np.ascontiguousarray(Q, dtype=np.float32)).to(self.spec.device)
             best_d = best_i = None
             for lo, x, xx in self.chunks:
-                # squared distances up to the per-query constant |q|^2 (ranking only); cosine rows are unit
-                score = -2.0 * (q @ x.T) + (0.0 if self.cosine else xx[None, :])
+                # squared distances up to the per-query constant |q|^2 (added after the top-k: same ranking)
+                score = -2.0 * (q @ x.T) + xx[None, :]
                 w = min(width, x.shape[0])
                 d, i = torch.topk(score, w, dim=1, largest=False, sorted=True)
                 i = i + lo
@@ -89,4 +103,5 @@ class _TorchIndex:
                                           largest=False, sorted=True)
                     i = torch.gather(torch.cat([best_i, i], 1), 1, order)
                 best_d, best_i = d, i
+            best_d = best_d + (q * q).sum(1, keepdim=True)
             return best_d.cpu().numpy(), best_i.cpu().numpy().astype(np.int64)

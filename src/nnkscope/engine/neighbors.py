@@ -2,14 +2,20 @@
 
 faiss finds a window of ``k + 1 + margin`` candidates per query in float32; every candidate is then re-ranked by
 its exact float64 distance computed from the caller's array, ties broken by the lower index.  The query itself is
-removed wherever it appears (with exact duplicates it need not come first).  A row whose k-th distance ties the
-last distance of the window (so tied points may lie outside it), or that has fewer than ``k`` valid candidates
-after removing duplicates, is searched again with a doubled window until the answer is certain.  Queries are
-processed in blocks, so memory beyond the data and faiss's float32 copy of it is O(N k).
+removed wherever it appears (with exact duplicates it need not come first).  Queries are processed in blocks, so
+memory beyond the data and the float32 copy is O(N k).
 
-Exact search (default) uses faiss's brute-force ``knn`` (L2, or inner product on unit rows for cosine); the
-approximate path builds a faiss HNSW index with exposed ``M`` / ``ef_construction`` / ``ef_search`` and reports
-recall@k on a seeded random sample of queries against exact search.
+Exact search equals a float64 brute force for every input the range check admits.  faiss searches a float32 copy
+that is centred (when that shrinks it; cosine rows are made unit first, and ``1 - cos`` is half the squared
+distance of unit rows) and scaled by a power of two, so offsets and magnitudes float32 cannot hold do not reach
+it.  A window is kept only when a rounding-error bound proves that no point outside it can come within the k-th
+candidate's float64 distance; otherwise the window is doubled, and rows float32 cannot resolve at all
+(multi-scale data, queries far outside the database) are scanned in float64.  Rows with fewer than ``k`` valid
+candidates after dropping duplicates are widened until the window holds every row.
+
+Exact search (default) uses faiss's brute-force ``knn``; the approximate path builds a faiss HNSW (or IVF) index
+with exposed ``M`` / ``ef_construction`` / ``ef_search`` and reports recall@k on a seeded random sample of queries
+against exact search; its windows are widened where the k-th distance ties the window's last one.
 """
 
 from __future__ import annotations
@@ -206,70 +212,299 @@ def _refine(Q, q_inv, X, inv_norms, cosine, rows, self_idx, window_idx, k, drop_
         tie[r] = q == k and dist[m - 1] <= out_dist[r, k - 1]
 
 
+_U32 = 2.0**-24  # unit roundoff of float32 (faiss's arithmetic)
+_U64 = 2.0**-53  # unit roundoff of float64 (the re-ranking's arithmetic)
+_TINY32 = 2.0**-149  # smallest float32 subnormal: absolute error of a float32 operation that underflows
+_TINY64 = 2.0**-1074
+_SAFE32 = 1e18  # |q| + |x| below this in the searched copy: faiss's float32 squared distances cannot overflow
+_FIT_CHUNK = 65536  # rows per chunk of the searched copy's construction (bounds float64 temporaries)
+
+
+def _row_sq_norms(A: np.ndarray) -> np.ndarray:
+    """float64 squared row norms, in row chunks (no float64 copy of a float32 array)."""
+    out = np.empty(len(A))
+    for lo in range(0, len(A), _FIT_CHUNK):
+        a = A[lo:lo + _FIT_CHUNK]
+        out[lo:lo + len(a)] = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    return out
+
+
 @dataclass
 class _Space:
-    """Rows in float64-exact form and faiss's float32 copy (unit rows for cosine, rescaled if out of range)."""
+    """Rows in float64-exact form and the float32 copy faiss searches.
+
+    The searched copy is ``(rows - centre) * scale`` in float32 (rows made unit for cosine, whose distance
+    ``1 - cos = |u - v|^2 / 2`` is then a Euclidean one), searched with L2.  Centring removes a common offset
+    (float32 keeps 24 bits of each coordinate, so a +1e8 offset would erase unit-sized differences) and the
+    power-of-two ``scale`` keeps squared distances inside float32's range; both leave the ranking unchanged.
+    ``norms`` (float64 norms of the searched rows) and ``rmax`` (the largest database norm) bound faiss's
+    rounding error, which decides whether a float32 window can be trusted (:func:`_trusted`).
+    """
 
     X: np.ndarray
     Xs: np.ndarray
     inv_norms: np.ndarray  # float64 inverse row norms (cosine) or a 1-element dummy (euclidean)
     cosine: bool
     scale: float = 1.0
+    centre: np.ndarray | None = None  # float64 (d,) subtracted before scaling; None: not centred
+    norms: np.ndarray | None = None
+    rmax: float = 0.0
+    min_sq_norm: float = np.inf  # cosine: smallest squared row norm (float64 underflow in the normalisation)
 
     @classmethod
-    def build(cls, X: np.ndarray, metric: str, scale: float | None = None) -> _Space:
-        if metric == "cosine":
-            inv = 1.0 / check_no_zero_rows(X)
-            return cls(X, np.ascontiguousarray((X * inv[:, None]).astype(np.float32)), inv, True)
+    def build(cls, X: np.ndarray, metric: str, scale: float | None = None,
+              centre: np.ndarray | None = None) -> _Space:
+        """The space of database rows ``X`` (``scale=None``: choose centre and scale from ``X``), or of query rows
+        transformed with a given ``scale`` and ``centre``."""
+        cosine = metric == "cosine"
+        if cosine:
+            norms = check_no_zero_rows(X)
+            inv, min_sq = 1.0 / norms, float(np.min(norms, initial=np.inf)) ** 2
+        else:
+            inv, min_sq = np.ones(1), np.inf
         if scale is None:
-            big = float(np.max(np.abs(X)))
-            # outside float32's comfortable range: search a rescaled copy (ranking is scale-free)
-            scale = 1.0 / big if 0 < big and not 1e-30 < big < 1e30 else 1.0
-        Xs = X * scale if scale != 1.0 else X
-        return cls(X, np.ascontiguousarray(Xs, dtype=np.float32), np.ones(1), False, scale)
+            centre, scale = _fit(X, inv if cosine else None)
+        Xs = _searched_copy(X, inv if cosine else None, centre, scale)
+        nrm = np.sqrt(_row_sq_norms(Xs))
+        return cls(X, Xs, inv, cosine, scale, centre, nrm, float(nrm.max()) if len(nrm) else 0.0, min_sq)
 
     def slice(self, lo: int, hi: int) -> _Space:
-        """Rows ``lo:hi`` as a space of their own (views, no copy)."""
+        """Rows ``lo:hi`` as a space of their own (views, no copy); ``rmax`` stays an upper bound."""
         inv = self.inv_norms[lo:hi] if self.cosine else self.inv_norms
-        return _Space(self.X[lo:hi], self.Xs[lo:hi], inv, self.cosine, self.scale)
+        return _Space(self.X[lo:hi], self.Xs[lo:hi], inv, self.cosine, self.scale, self.centre, self.norms[lo:hi],
+                      self.rmax, self.min_sq_norm)
 
     def like(self, Q: np.ndarray) -> _Space:
         """The same transformation applied to query rows."""
-        return _Space.build(Q, "cosine" if self.cosine else "euclidean", scale=self.scale)
+        return _Space.build(Q, "cosine" if self.cosine else "euclidean", scale=self.scale, centre=self.centre)
 
     @property
     def faiss_metric(self) -> int:
         import faiss
 
-        return faiss.METRIC_INNER_PRODUCT if self.cosine else faiss.METRIC_L2
+        return faiss.METRIC_L2  # cosine too: its searched rows are centred unit rows
 
     @property
     def dup_eps(self) -> float:
         return COSINE_DUP_EPS if self.cosine else 0.0
 
-    def window(self, searcher, queries: _Space, rows: np.ndarray, width: int) -> np.ndarray:
-        """faiss candidate window (database indices, -1 padded) of the query rows."""
+    def window(self, searcher, queries: _Space, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss candidate window of the query rows: (float32 squared distances, database indices, -1 padded)."""
         import faiss
 
         width = min(width, len(self.Xs))
         if searcher is None:
-            _, idx = faiss.knn(queries.Xs[rows], self.Xs, width, metric=self.faiss_metric)
+            dist, idx = faiss.knn(queries.Xs[rows], self.Xs, width, metric=faiss.METRIC_L2)
         else:
             if hasattr(searcher, "hnsw"):
                 searcher.hnsw.efSearch = max(searcher.hnsw.efSearch, width)
-            _, idx = searcher.search(queries.Xs[rows], width)
+            dist, idx = searcher.search(queries.Xs[rows], width)
             short = (idx < 0).any(axis=1) & (width < len(self.Xs))  # IVF: the probed cells ran out of points
             if short.any():
-                _, idx[short] = faiss.knn(queries.Xs[rows[short]], self.Xs, width, metric=self.faiss_metric)
-        return np.ascontiguousarray(idx, dtype=np.int64)
+                dist[short], idx[short] = faiss.knn(queries.Xs[rows[short]], self.Xs, width, metric=faiss.METRIC_L2)
+        return dist, np.ascontiguousarray(idx, dtype=np.int64)
+
+
+def _fit(X: np.ndarray, inv: np.ndarray | None) -> tuple[np.ndarray | None, float]:
+    """Centre (or None) and power-of-two scale of the searched copy of the database rows ``X`` (unit rows when
+    ``inv`` is given).
+
+    The centre is the mean row, used when it at least halves the largest row norm (otherwise a float32 input is
+    searched without a copy); the scale brings the largest norm to about 1 when it lies outside 2^-30..2^30.
+    """
+    n = len(X)
+    total, sq = np.zeros(X.shape[1]), np.empty(n)
+    for lo, a in _float64_chunks(X, inv):
+        total += a.sum(axis=0)
+        sq[lo:lo + len(a)] = np.einsum("ij,ij->i", a, a)
+    mean = total / n
+    big = float(np.sqrt(sq.max()))
+    # largest |x - mean|^2 = |x|^2 - 2 x.mean + |mean|^2; its rounding only affects the choice, not the result
+    centred = 0.0
+    for lo, a in _float64_chunks(X, inv):
+        centred = max(centred, float(np.max(sq[lo:lo + len(a)] - 2 * (a @ mean))) + float(mean @ mean))
+    centred = float(np.sqrt(max(centred, 0.0)))
+    centre = None
+    if centred < 0.5 * big:
+        centre, big = mean, centred
+    scale = 1.0
+    if big > 0 and not 2.0**-30 <= big <= 2.0**30:
+        scale = 2.0 ** -int(np.round(np.log2(big)))  # exact in float64: only the exponent changes
+    return centre, scale
+
+
+def _float64_chunks(X: np.ndarray, inv: np.ndarray | None):
+    """(first row, float64 rows) in chunks of ``_FIT_CHUNK``; unit rows when ``inv`` is given."""
+    for lo in range(0, len(X), _FIT_CHUNK):
+        a = np.asarray(X[lo:lo + _FIT_CHUNK], dtype=np.float64)
+        yield lo, (a * inv[lo:lo + _FIT_CHUNK, None] if inv is not None else a)
+
+
+def _searched_copy(X, inv, centre, scale) -> np.ndarray:
+    if inv is None and centre is None and scale == 1.0 and X.dtype == np.float32:
+        return np.ascontiguousarray(X)  # nothing to change: faiss searches the caller's float32 rows
+    Xs = np.empty(X.shape, np.float32)
+    with np.errstate(over="ignore"):  # query rows far outside the database: inf here, searched in float64 later
+        for lo, a in _float64_chunks(X, inv):
+            if centre is not None:
+                a = a - centre
+            Xs[lo:lo + len(a)] = a * scale if scale != 1.0 else a
+    return Xs
+
+
+def _trusted(space: _Space, queries: _Space, rows, wd, wi, dk) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows' float32 windows provably hold their exact top k, and which cannot be resolved in float32.
+
+    ``wd``/``wi`` are the window (float32 squared distances and indices, best first, from a search that is exact
+    in its own float32 arithmetic: faiss brute force or the torch path) and ``dk`` the float64 k-th distance
+    after re-ranking.  In the searched (centred, scaled) copy, faiss's squared distance of a point ``x`` to a
+    query ``q`` errs by at most ``c (|q| + |x|)^2`` with ``c = gamma_{d+10}`` in float32 units (the dot product,
+    the norms, the final sum and the rounding of the rows to float32; any summation order).  A point outside the
+    window has a float32 distance at least the window's last one ``L``, so its true squared distance is at least
+    ``L - c (|q| + r)^2`` if ``|x| <= r``, and at least ``(|x| - |q|)^2`` otherwise; with ``r = |q| + sqrt(t)``
+    both exceed the threshold ``t`` (the k-th distance in searched units, widened by the float64 re-ranking's own
+    rounding) when ``L - c (|q| + min(r, rmax))^2 > t``.  Then every outside point is strictly farther than the
+    k-th candidate in float64 too, and the window's exact ranking is the brute-force one.
+
+    Returns ``(trusted, hopeless)``; ``hopeless`` rows have a window float32 cannot tell from the query (its last
+    distance is within twice the error bound), so a wider float32 window would hardly help and they go to the
+    float64 scan.
+    """
+    d = space.X.shape[1]
+    g = (d + 10) * _U32
+    if g >= 0.5:  # absurdly many features for float32 accumulation: nothing can be certified
+        none = np.zeros(len(rows), bool)
+        return none, ~none
+    c = g / (1 - g)
+    s2 = space.scale**2
+    if space.cosine:
+        # 1 - cos in float64 errs by ~(2d + 12) u64 absolutely (normalisation, dot product); the rows as
+        # normalised in float64 are off the true directions by as much again.  Both sides of the comparison.
+        e64 = 4 * (d + 8) * _U64 + 8 * (d + 4) * _TINY64 / min(space.min_sq_norm, queries.min_sq_norm)
+        t = 2 * s2 * (dk + e64)
+    else:
+        # squared float64 distances err by (d + 3) u64 relatively (and underflow absolutely); the sqrt must
+        # also not round two different values together
+        t = (space.scale * dk) ** 2 + s2 * (d + 2) * _TINY64
+    t = t * (1 + (2 * d + 40) * _U64)
+    q = queries.norms[rows]
+    r = np.minimum((q + np.sqrt(t) * (1 + 2.0**-20)) * (1 + 4 * _U32) + (d + 1) * _TINY32, space.rmax)
+    reach = (q + r) ** 2
+    err = c * reach + (4 * d + 16) * _TINY32 * (1 + reach)
+    last = wd[:, -1].astype(np.float64)
+    ok = (wi >= 0).all(axis=1) & np.isfinite(last) & (q + space.rmax <= _SAFE32) & np.isfinite(t)
+    with np.errstate(invalid="ignore"):
+        trusted = ok & (last - err > t)
+    # the whole window is one float32 blur around a non-zero k-th distance (a zero one means exact copies, which
+    # a wider window gets past)
+    return trusted, ~trusted & (~ok | ((last <= 2 * err) & (dk > 0)))
+
+
+_SCAN_CHUNK = 2048  # database rows per pass of the float64 scan (one transposed float64 copy serves all queries)
+
+
+@nb.njit(parallel=True, cache=True)
+def _scan(Q, q_inv, X, inv_norms, cosine, rows, self_idx, k, drop_dup, dup_eps, out_idx, out_dist, n_valid,
+          has_dup):
+    """Exact float64 kNN of ``Q[rows]`` over every row of ``X`` (the fallback where float32 cannot decide).
+
+    Database rows stream in chunks, transposed once per chunk so that each query's loop over the chunk's rows is
+    vectorisable; every distance still sums its features in order, so it is bitwise :func:`_exact_distance`.
+    Each query keeps its best ``k`` valid candidates by (distance, index): memory O(rows * k + chunk * d).
+    Same conventions as :func:`_refine`.
+    """
+    B = rows.size
+    N, d = X.shape
+    for r in range(B):
+        n_valid[r] = 0
+        has_dup[r] = False
+    XT = np.empty((d, _SCAN_CHUNK))
+    for lo in range(0, N, _SCAN_CHUNK):
+        w = min(N, lo + _SCAN_CHUNK) - lo
+        for t in range(d):
+            for c in range(w):
+                XT[t, c] = np.float64(X[lo + c, t])
+        for r in nb.prange(B):
+            qi = rows[r]
+            acc = np.zeros(w)
+            if cosine:
+                for t in range(d):
+                    qt = np.float64(Q[qi, t])
+                    for c in range(w):
+                        acc[c] += qt * XT[t, c]
+            else:
+                for t in range(d):
+                    qt = np.float64(Q[qi, t])
+                    for c in range(w):
+                        diff = qt - XT[t, c]
+                        acc[c] += diff * diff
+            m = n_valid[r]
+            for c in range(w):
+                j = lo + c
+                if j == self_idx[r]:
+                    continue
+                dj = max(0.0, 1.0 - acc[c] * q_inv[qi] * inv_norms[j]) if cosine else np.sqrt(acc[c])
+                if dj <= dup_eps:
+                    has_dup[r] = True
+                    if drop_dup:
+                        continue
+                # j ascends, so an equal distance already held has the lower index and stays ahead
+                if m == k and dj >= out_dist[r, k - 1]:
+                    continue
+                pos = m if m < k else k - 1
+                while pos > 0 and out_dist[r, pos - 1] > dj:
+                    out_dist[r, pos] = out_dist[r, pos - 1]
+                    out_idx[r, pos] = out_idx[r, pos - 1]
+                    pos -= 1
+                out_dist[r, pos] = dj
+                out_idx[r, pos] = j
+                if m < k:
+                    m += 1
+            n_valid[r] = m
+
+
+def _too_few(n: int, k: int) -> TooFewPointsError:
+    return TooFewPointsError(f"{n} point(s) have fewer than k={k} distinct neighbours after dropping duplicates; "
+                             "lower k, deduplicate the data, or use duplicates='keep'")
+
+
+def _scan_rows(space: _Space, queries: _Space, in_sample: bool, rows, k, drop_dup, out_idx, out_dist, has_dup):
+    """The float64 scan of ``rows`` into the outputs (rows whose float32 window cannot be trusted)."""
+    bi = np.empty((rows.size, k), np.int64)
+    bd = np.empty((rows.size, k))
+    n_valid = np.empty(rows.size, np.int64)
+    bdup = np.empty(rows.size, np.bool_)
+    self_idx = rows if in_sample else np.full(rows.size, -1, np.int64)
+    _scan(queries.X, queries.inv_norms, space.X, space.inv_norms, space.cosine, rows, self_idx, k, drop_dup,
+          space.dup_eps, bi, bd, n_valid, bdup)
+    if (n_valid < k).any():
+        raise _too_few(int((n_valid < k).sum()), k)
+    out_idx[rows], out_dist[rows], has_dup[rows] = bi, bd, bdup
+
+
+_MAX_DOUBLINGS = 3  # an untrusted window is widened this often before the row is scanned in float64
 
 
 def _settle(space: _Space, queries: _Space, in_sample: bool, searcher, rows, k, width, drop_dup, out_idx, out_dist,
             has_dup):
-    """Search + refine ``rows`` into the outputs, doubling the window for rows it cannot settle."""
+    """Search + refine ``rows`` into the outputs.
+
+    Exact searches (faiss brute force, or a searcher with ``exact = True``) keep a row's window only when
+    :func:`_trusted` proves it holds the exact top k; otherwise the window is doubled, and rows that float32
+    cannot resolve (or that stay undecided after ``_MAX_DOUBLINGS`` doublings) are scanned in float64.
+    Approximate searches double the window of rows whose k-th distance ties the window's last one.  Rows with
+    fewer than ``k`` valid candidates (dropped duplicates) are widened until the window holds every row.
+    """
     N = len(space.X)
+    exact = searcher is None or getattr(searcher, "exact", False)
+    w0 = width
+    if exact and rows.size:
+        far = ~(queries.norms[rows] + space.rmax <= _SAFE32)  # float32 would overflow (also inf / nan norms)
+        if far.any():
+            _scan_rows(space, queries, in_sample, rows[far], k, drop_dup, out_idx, out_dist, has_dup)
+            rows = rows[~far]
     while rows.size:
-        wi = space.window(searcher, queries, rows, width)
+        wd, wi = space.window(searcher, queries, rows, width)
         bi = np.empty((rows.size, k), np.int64)
         bd = np.empty((rows.size, k))
         n_valid = np.empty(rows.size, np.int64)
@@ -281,14 +516,23 @@ def _settle(space: _Space, queries: _Space, in_sample: bool, searcher, rows, k, 
         has_dup[rows] = bdup
         full = min(width, N) >= N
         if full and (n_valid < k).any():
-            raise TooFewPointsError(
-                f"{int((n_valid < k).sum())} point(s) have fewer than k={k} distinct neighbours after dropping "
-                "duplicates; lower k, deduplicate the data, or use duplicates='keep'"
-            )
-        need = np.zeros(rows.size, np.bool_) if full else (n_valid < k) | tie
-        done = ~need
+            raise _too_few(int((n_valid < k).sum()), k)
+        short = n_valid < k
+        scan = np.zeros(rows.size, np.bool_)
+        if full:
+            need = short  # every row is in the window: nothing lies outside it
+        elif exact:
+            trusted, hopeless = _trusted(space, queries, rows, wd, wi, np.where(short, 0.0, bd[:, k - 1]))
+            undecided = ~short & ~trusted
+            scan = undecided & (hopeless | (width >= w0 << _MAX_DOUBLINGS))
+            need = short | (undecided & ~scan)
+        else:
+            need = short | tie
+        done = ~need & ~scan
         out_idx[rows[done]] = bi[done]
         out_dist[rows[done]] = bd[done]
+        if scan.any():
+            _scan_rows(space, queries, in_sample, rows[scan], k, drop_dup, out_idx, out_dist, has_dup)
         rows = rows[need]
         width *= 2
 
@@ -388,7 +632,7 @@ def _build_ivf(space: _Space, spec: IVFSearch):
         check_positive_int(getattr(spec, name), f"IVFSearch.{name}")
     n, d = space.Xs.shape
     nlist = max(1, min(spec.nlist, n // 39))
-    quantizer = faiss.IndexFlatIP(d) if space.cosine else faiss.IndexFlatL2(d)
+    quantizer = faiss.IndexFlatL2(d)  # cosine too: its searched rows are centred unit rows
     index = faiss.IndexIVFFlat(quantizer, d, nlist, space.faiss_metric)
     rng = np.random.default_rng(spec.seed)
     train = space.Xs[np.sort(rng.choice(n, size=min(n, max(spec.train_size, 39 * nlist)), replace=False))]

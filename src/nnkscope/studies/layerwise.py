@@ -22,10 +22,10 @@ from .._validate import as_points, check_choice, check_labels
 from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph, run_tasks
 from ..engine.settings import GraphSettings
-from ..errors import InputShapeError, InvalidParameterError, NNKScopeError
+from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
-from ..measures.collapse import ClassScatter, equi_separation_fit, neural_collapse, separation_fuzziness
+from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
 from ..measures.embedding import spectral_embedding
 from ..measures.intrinsic import intrinsic_dimension
 from ..measures.labels import label_variation
@@ -155,6 +155,13 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
     store = RunStore(root, create=False)
     H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
+    if not np.isfinite(H).all():  # the generic "drop those rows" fix is wrong for a model's activations
+        bad = int((~np.isfinite(H).all(axis=1)).sum())
+        fix = ("the model's activations are not finite: training diverged or overflowed. Lower the learning rate "
+               "(study config: train.lr) or normalise the inputs, in a new run folder"
+               if unit.get("model_fingerprint") else "drop or impute those rows of the features first")
+        raise NonFiniteError(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {bad} of {len(H)} "
+                             f"rows hold NaN/inf; {fix}")
     try:
         parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress)
         df, summary = describe_graph(parts, classes[codes])
@@ -295,7 +302,7 @@ def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:
     """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them."""
-    stats = ClassScatter(n_classes).update(H, codes)  # one pass serves NC1 and D
+    stats = scatter_in_blocks(H, codes, n_classes)  # serves NC1 and D (the balanced scatter takes a second pass)
     reason = ""
     if H.shape[1] < n_classes - 1:
         reason = f"{H.shape[1]} dimension(s) < K-1 = {n_classes - 1}: class means cannot span a simplex"

@@ -18,7 +18,11 @@ from .kinds.compare import COMPARE
 from .kinds.compare_features import COMPARE_FEATURES
 from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
+from .kinds.label_propagation import LABEL_PROPAGATION
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.redundancy import REDUNDANCY
+from .kinds.reliability import RELIABILITY
+from .kinds.robustness import ROBUSTNESS
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
@@ -26,6 +30,10 @@ __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "ru
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
                                                    EARLY_STOPPING, WIDTH_SWEEP, COMPARE_FEATURES)}
+KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
+KINDS[RELIABILITY.name] = RELIABILITY
+KINDS[ROBUSTNESS.name] = ROBUSTNESS
+KINDS[REDUNDANCY.name] = REDUNDANCY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
