@@ -1,6 +1,7 @@
 """The user's own model, data and saved features: YAML, --features, compare, and every bad input refused (with a
 clear nnkscope error) before anything is written."""
 
+import re
 import textwrap
 
 import numpy as np
@@ -368,10 +369,28 @@ def test_compare_refuses_bad_input(tmp_path, feats, capsys):
     assert main(["compare", str(tmp_path / "feats.npz"), str(tmp_path / "short.npz"), "--out",
                  str(tmp_path / "c")]) == 2
     assert "has 100 rows but" in capsys.readouterr().err
-    assert main(["compare", str(tmp_path / "feats.npz"), "--measures", "procrustes", "--out",
+    assert main(["compare", str(tmp_path / "feats.npz"), "--measures", "no_such_measure", "--out",
                  str(tmp_path / "c")]) == 2
     assert "measures must be a list of one of" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_uses_the_similarity_registry(tmp_path, feats):
+    """Measures of ``nnkscope.similarity`` (when installed) are used by name: Procrustes, a distance, is 0 on the
+    diagonal of a set against its rotated copy."""
+    pytest.importorskip("nnkscope.similarity")
+    layers, _ = feats
+    r = np.random.default_rng(3)
+    np.savez(tmp_path / "rot.npz", **{n: H @ np.linalg.qr(r.normal(size=(H.shape[1],) * 2))[0]
+                                      for n, H in layers.items()})
+    assert main(["compare", str(tmp_path / "feats.npz"), str(tmp_path / "rot.npz"), "--measures", "procrustes",
+                 "debiased_cka", "--out", str(tmp_path / "c")]) == 0
+    page = (tmp_path / "c" / "report.html").read_text()
+    assert re.search(r"procrustes: most similar (l\d) ~ \1 \(0.000\)", page)  # a distance: its minimum
+    t = RunStore(tmp_path / "c", create=False).read("similarity")
+    diag = t[t.layer_a == t.layer_b]
+    np.testing.assert_allclose(diag[diag.measure == "procrustes"].value, 0.0, atol=1e-6)
+    np.testing.assert_allclose(diag[diag.measure == "debiased_cka"].value, 1.0, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -60,6 +60,14 @@ def available_measures() -> list[str]:
     return list(MEASURES) + extra
 
 
+def _higher_is_similar(name: str) -> bool:
+    """False for a distance of the similarity registry (Procrustes, say): its most similar pair is its minimum."""
+    if name in MEASURES:
+        return True
+    ext = _external()
+    return bool(getattr(getattr(ext, "MEASURES", {}).get(name), "higher_is_similar", True)) if ext else True
+
+
 def _measure(name: str):
     if name in MEASURES:
         return MEASURES[name]
@@ -197,7 +205,8 @@ def _section(store: RunStore) -> dict:
         for m in measures:
             M = _matrix(sub[sub.measure == m], rows, cols)
             if np.isfinite(M).any():
-                i, j = np.unravel_index(np.nanargmax(M), M.shape)
+                best = np.nanargmax(M) if _higher_is_similar(m) else np.nanargmin(M)
+                i, j = np.unravel_index(best, M.shape)
                 line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
                 shared = [r for r in rows if r in cols]
                 if shared and ma != mb:
