@@ -1,6 +1,7 @@
 """The user's own model, data and saved features: YAML, --features, compare, and every bad input refused (with a
 clear nnkscope error) before anything is written."""
 
+import re
 import textwrap
 
 import numpy as np
@@ -368,10 +369,28 @@ def test_compare_refuses_bad_input(tmp_path, feats, capsys):
     assert main(["compare", str(tmp_path / "feats.npz"), str(tmp_path / "short.npz"), "--out",
                  str(tmp_path / "c")]) == 2
     assert "has 100 rows but" in capsys.readouterr().err
-    assert main(["compare", str(tmp_path / "feats.npz"), "--measures", "bogus_measure", "--out",
+    assert main(["compare", str(tmp_path / "feats.npz"), "--measures", "no_such_measure", "--out",
                  str(tmp_path / "c")]) == 2
     assert "measures must be a list of one of" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_uses_the_similarity_registry(tmp_path, feats):
+    """Measures of ``nnkscope.similarity`` (when installed) are used by name: Procrustes, a distance, is 0 on the
+    diagonal of a set against its rotated copy."""
+    pytest.importorskip("nnkscope.similarity")
+    layers, _ = feats
+    r = np.random.default_rng(3)
+    np.savez(tmp_path / "rot.npz", **{n: H @ np.linalg.qr(r.normal(size=(H.shape[1],) * 2))[0]
+                                      for n, H in layers.items()})
+    assert main(["compare", str(tmp_path / "feats.npz"), str(tmp_path / "rot.npz"), "--measures", "procrustes",
+                 "debiased_cka", "--out", str(tmp_path / "c")]) == 0
+    page = (tmp_path / "c" / "report.html").read_text()
+    assert re.search(r"procrustes: most similar (l\d) ~ \1 \(0.000\)", page)  # a distance: its minimum
+    t = RunStore(tmp_path / "c", create=False).read("similarity")
+    diag = t[t.layer_a == t.layer_b]
+    np.testing.assert_allclose(diag[diag.measure == "procrustes"].value, 0.0, atol=1e-6)
+    np.testing.assert_allclose(diag[diag.measure == "debiased_cka"].value, 1.0, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,3 +475,25 @@ def test_compare_kind_takes_own_models_on_own_data(tmp_path, user):
         (d / "bad.yaml").write_text(text)
         run_study("compare", load_config("compare", d / "bad.yaml"), tmp_path / "run2")
     assert not (tmp_path / "run2").exists()
+
+
+def test_compare_takes_a_measure_of_the_similarity_registry_by_name(tmp_path, feats, monkeypatch):
+    """A measure named in ``nnkscope.similarity.MEASURES`` (when that registry is installed) is used by name."""
+    import sys
+    import types
+
+    from nnkscope.studies.registry import resolve_config
+
+    fake = types.ModuleType("nnkscope.similarity")
+    fake.MEASURES = {"mean_gap": object()}
+    fake.similarity = lambda A, B, measure: abs(float(A.mean()) - float(B.mean()))
+    monkeypatch.setitem(sys.modules, "nnkscope.similarity", fake)
+    layers, _ = feats
+    cfg = resolve_config("compare-features", {"features": [str(tmp_path / "feats.npz")], "k": 8,
+                                              "measures": ["linear_cka", "mean_gap"]})
+    _, t = run_study("compare-features", cfg, tmp_path / "run")
+    gap = t[(t.measure == "mean_gap") & (t.layer_a == "l1") & (t.layer_b == "l3")].value.iloc[0]
+    np.testing.assert_allclose(gap, abs(layers["l1"].mean() - layers["l3"].mean()), rtol=1e-12)
+    monkeypatch.delitem(sys.modules, "nnkscope.similarity")
+    with pytest.raises(InvalidParameterError, match="measures must be a list of one of"):
+        resolve_config("compare-features", {"features": ["a.npz"], "measures": ["mean_gap"]})

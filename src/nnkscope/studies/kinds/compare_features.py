@@ -60,6 +60,14 @@ def available_measures() -> list[str]:
     return list(MEASURES) + extra
 
 
+def _higher_is_similar(name: str) -> bool:
+    """False for a distance of the similarity registry (Procrustes, say): its most similar pair is its minimum."""
+    if name in MEASURES:
+        return True
+    ext = _external()
+    return bool(getattr(getattr(ext, "MEASURES", {}).get(name), "higher_is_similar", True)) if ext else True
+
+
 def _measure(name: str):
     if name in MEASURES:
         return MEASURES[name]
@@ -182,20 +190,23 @@ def _section(store: RunStore) -> dict:
         fig, axes = grid(len(measures), width=4.2 + 0.25 * len(cols), height=3.2 + 0.25 * len(rows))
         for ax, m in zip(axes, measures, strict=False):
             M = _matrix(sub[sub.measure == m], rows, cols)
-            im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
+            finite = M[np.isfinite(M)]  # [0, 1] unless a plugged-in measure reaches beyond (a distance, say)
+            lo, hi = min(0.0, finite.min(initial=0.0)), max(1.0, finite.max(initial=1.0))
+            im = ax.imshow(M, vmin=lo, vmax=hi, cmap="viridis")
             ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
             ax.set_yticks(range(len(rows)), rows, fontsize=7)
             ax.set(title=m, xlabel=mb, ylabel=ma)
             if M.size <= 144:
                 for (i, j), v in np.ndenumerate(M):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if v < 0.5 else "black")
+                            color="white" if v < (lo + hi) / 2 else "black")
             ax.figure.colorbar(im, ax=ax, shrink=0.8)
         figs.append((f"{ma} vs {mb}: layer x layer similarity", png(fig)))
         for m in measures:
             M = _matrix(sub[sub.measure == m], rows, cols)
             if np.isfinite(M).any():
-                i, j = np.unravel_index(np.nanargmax(M), M.shape)
+                best = np.nanargmax(M) if _higher_is_similar(m) else np.nanargmin(M)
+                i, j = np.unravel_index(best, M.shape)
                 line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
                 shared = [r for r in rows if r in cols]
                 if shared and ma != mb:
