@@ -3,8 +3,9 @@ vs the original float32 search, side by side in one run.
 
 Each timing runs in a fresh subprocess that imports one code tree: this checkout's ``src`` ("new") or the
 pre-refactor tree given by ``--base`` ("base", module ``nnkscope.neighbors``). New and base alternate
-``--repeats`` times per configuration, so background load affects both alike; the medians and their ratio are
-printed (ratio > 1: new is slower). Data: ``tests/helpers.py::clustered`` (float32, seed 0). Each process warms
+``--repeats`` times per configuration, so background load affects both alike; the medians of wall time and of
+process CPU time (all threads; steadier on a shared machine) and their ratios are printed (ratio > 1: new is
+slower). Data: ``tests/helpers.py::clustered`` (float32, seed 0). Each process warms
 the numba kernels on 2,000 rows first. The two trees' neighbours are compared (they must be identical here), and
 one extra untimed run of the new tree counts the rows whose float32 window was widened or scanned in float64.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,14 +41,20 @@ def run_one(tree: str, n: int, d: int, k: int, metric: str, threads: int, out: s
         from nnkscope.engine.neighbors import knn
     X = clustered(n, d, seed=0)
     knn(X[:2000], k, metric=metric, n_jobs=threads, progress=False)  # numba load / compile
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
     nb = knn(X, k, metric=metric, n_jobs=threads, progress=False)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     np.save(out, nb.indices)
-    row = {"tree": tree, "seconds": seconds}
+    row = {"tree": tree, "seconds": seconds, "cpu_seconds": cpu}
     if count:
         row.update(_count_fallbacks(knn, X, k, metric, threads))
     return row
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads (less sensitive than wall time to other jobs on the machine)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def _count_fallbacks(knn, X, k, metric, threads) -> dict:
@@ -87,13 +95,14 @@ def main() -> None:
         return
     paths = {"new": os.path.join(ROOT, "src"), "base": args.base}
     print(f"threads={args.threads} repeats={args.repeats} data=tests/helpers.clustered (float32)")
-    print(f"{'N':>7} {'d':>4} {'k':>3} {'metric':>9} {'new s':>7} {'base s':>7} {'ratio':>6} {'same':>5} "
-          f"{'widened':>8} {'scanned':>8}")
+    print(f"{'N':>7} {'d':>4} {'k':>3} {'metric':>9} {'new s':>7} {'base s':>7} {'ratio':>6} {'new cpu':>8} "
+          f"{'base cpu':>8} {'ratio':>6} {'same':>5} {'widened':>8} {'scanned':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
             n, d, k = map(int, config.split("x"))
             for metric in args.metrics:
                 times: dict[str, list[float]] = {"new": [], "base": []}
+                cpu: dict[str, list[float]] = {"new": [], "base": []}
                 extra = {}
                 for rep in range(args.repeats):
                     for tree in ("new", "base") if rep % 2 == 0 else ("base", "new"):
@@ -105,16 +114,20 @@ def main() -> None:
                                              capture_output=True, text=True, check=True, env=env).stdout
                         row = json.loads(out.strip().splitlines()[-1])
                         times[tree].append(row["seconds"])
+                        cpu[tree].append(row["cpu_seconds"])
                         if count:
                             extra = row
                 import numpy as np
 
                 same = bool((np.load(os.path.join(tmp, "new.npy")) == np.load(os.path.join(tmp, "base.npy"))).all())
                 new, base = statistics.median(times["new"]), statistics.median(times["base"])
-                print(f"{n:>7} {d:>4} {k:>3} {metric:>9} {new:>7.2f} {base:>7.2f} {new / base:>6.3f} {str(same):>5} "
+                new_cpu, base_cpu = statistics.median(cpu["new"]), statistics.median(cpu["base"])
+                print(f"{n:>7} {d:>4} {k:>3} {metric:>9} {new:>7.2f} {base:>7.2f} {new / base:>6.3f} {new_cpu:>8.2f} "
+                      f"{base_cpu:>8.2f} {new_cpu / base_cpu:>6.3f} {str(same):>5} "
                       f"{extra.get('widened_rows', 0):>8} {extra.get('scanned_rows', 0):>8}", flush=True)
-                print(f"    new: {' '.join(f'{t:.2f}' for t in times['new'])}   "
-                      f"base: {' '.join(f'{t:.2f}' for t in times['base'])}")
+                for name, values in (("wall", times), ("cpu", cpu)):
+                    print(f"    {name} new: {' '.join(f'{t:.2f}' for t in values['new'])}   "
+                          f"base: {' '.join(f'{t:.2f}' for t in values['base'])}")
 
 
 if __name__ == "__main__":

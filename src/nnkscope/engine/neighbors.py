@@ -217,14 +217,15 @@ _U64 = 2.0**-53  # unit roundoff of float64 (the re-ranking's arithmetic)
 _TINY32 = 2.0**-149  # smallest float32 subnormal: absolute error of a float32 operation that underflows
 _TINY64 = 2.0**-1074
 _SAFE32 = 1e18  # |q| + |x| below this in the searched copy: faiss's float32 squared distances cannot overflow
-_FIT_CHUNK = 65536  # rows per chunk of the searched copy's construction (bounds float64 temporaries)
+_FIT_ELEMENTS = 1 << 21  # values per chunk when building the searched copy (16 MB float64 temporaries)
 
 
 def _row_sq_norms(A: np.ndarray) -> np.ndarray:
     """float64 squared row norms, in row chunks (no float64 copy of a float32 array)."""
     out = np.empty(len(A))
-    for lo in range(0, len(A), _FIT_CHUNK):
-        a = A[lo:lo + _FIT_CHUNK]
+    step = max(1, _FIT_ELEMENTS // max(1, A.shape[1]))
+    for lo in range(0, len(A), step):
+        a = A[lo:lo + step]
         out[lo:lo + len(a)] = np.einsum("ij,ij->i", a, a, dtype=np.float64)
     return out
 
@@ -334,10 +335,11 @@ def _fit(X: np.ndarray, inv: np.ndarray | None) -> tuple[np.ndarray | None, floa
 
 
 def _float64_chunks(X: np.ndarray, inv: np.ndarray | None):
-    """(first row, float64 rows) in chunks of ``_FIT_CHUNK``; unit rows when ``inv`` is given."""
-    for lo in range(0, len(X), _FIT_CHUNK):
-        a = np.asarray(X[lo:lo + _FIT_CHUNK], dtype=np.float64)
-        yield lo, (a * inv[lo:lo + _FIT_CHUNK, None] if inv is not None else a)
+    """(first row, float64 rows) in chunks of about ``_FIT_ELEMENTS`` values; unit rows when ``inv`` is given."""
+    step = max(1, _FIT_ELEMENTS // max(1, X.shape[1]))
+    for lo in range(0, len(X), step):
+        a = np.asarray(X[lo:lo + step], dtype=np.float64)
+        yield lo, (a * inv[lo:lo + step, None] if inv is not None else a)
 
 
 def _searched_copy(X, inv, centre, scale) -> np.ndarray:
