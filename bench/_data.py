@@ -21,3 +21,18 @@ def embedding_like(n: int, d: int, *, latent: int = 16, n_clusters: int = 200, n
         z = centres[r.integers(n_clusters, size=hi - lo)] + r.normal(size=(hi - lo, latent))
         out[lo:hi] = z @ proj + noise * r.normal(size=(hi - lo, d))
     return out
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set.  VmHWM, not ru_maxrss: Linux carries ru_maxrss across the fork + exec that
+    starts a spawned process, so it would report the parent's peak (e.g. from writing the data) as the child's."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB -> GiB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

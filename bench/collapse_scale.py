@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import time
 
 import numpy as np
+from _data import peak_rss_gib as _peak_gib
 
 
 def make_problem(K: int, d: int, seed: int):
@@ -37,19 +37,6 @@ def blocks(n: int, d: int, K: int, block: int, seed: int):
         y = r.integers(K, size=rows)
         H = means[y] + r.standard_normal((rows, d), dtype=np.float32) * np.float32(0.4)  # classes overlap: NC4 > 0
         yield H, y
-
-
-def _peak_gib() -> float:
-    """This process's peak resident set.  VmHWM, not ru_maxrss: Linux carries ru_maxrss across the fork + exec that
-    starts a spawned process, so it would report the parent's peak (e.g. from writing the data) as the child's."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20  # kB -> GiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def streamed(n, d, K, block, seed, balanced=False) -> dict:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import tempfile
 import time
 
 import numpy as np
+from _data import peak_rss_gib as _peak_gib
 
 
 def write_pair(folder: str, n: int, d: int, seed: int = 0, block: int = 65536) -> tuple[str, str]:
@@ -44,19 +44,6 @@ def write_pair(folder: str, n: int, d: int, seed: int = 0, block: int = 65536) -
         for f in files:
             f.close()
     return paths
-
-
-def _peak_gib() -> float:
-    """This process's peak resident set.  VmHWM, not ru_maxrss: Linux carries ru_maxrss across the fork + exec that
-    starts a spawned process, so it would report the parent's peak (e.g. from writing the data) as the child's."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20  # kB -> GiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def streamed(a, b, block_rows: int) -> dict:
