@@ -34,9 +34,19 @@ CONFIGS = {
     "invariance": dict(TINY, seeds=[0], layer="blocks.1", angle_step=60, n_eval=20),
     "early-stopping": dict(TINY, seeds=[0], layer="blocks.1", k=8, arms=["model", "regularised"]),
     "width-sweep": dict(TINY, widths=[8, 32], k=8, hold_epochs=2, max_epochs=8),
+    "ssl": {"families": [{"name": "digits", "data": TINY["data"], "encoder": {"hidden": [16], "out_dim": 16},
+                          "projector": {"hidden": 16, "out_dim": 8}, "train": {"epochs": 2, "batch_size": 64},
+                          "augmentations": ["translate", "rotate", "noise"],
+                          "models": [{"augment": ["rotate", "noise"], "strength": s, "seed": i}
+                                     for i, s in enumerate([0.25, 0.5, 1.0, 1.0])]}],
+            "invariance": {"strengths": [0.5, 1.0], "n_views": 4, "n_eval": 20}, "semantic": {"k": 8, "n_eval": 100},
+            "transfer": {"shots": [1, 2], "episodes": 1, "k": 8, "n_fit": 100, "n_eval": 100},
+            "correlation": {"bootstrap": 100}},
 }
 TABLE = {"layerwise": "layers", "training": "layers", "compare": "compare", "stability": "stability",
-         "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep"}
+         "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep",
+         "ssl": "ssl_correlation"}
+OTHER = {"ssl": {"correlation": {"seed": 1}}}  # kinds whose data sits in nested sections: another change
 
 
 def test_every_kind_has_a_tiny_config():
@@ -59,8 +69,8 @@ def test_study_end_to_end_resume_and_report(tmp_path, kind):
     assert "<h2>" in page and "<li>" in page
     assert kind == "early-stopping" and "data:image/png" in page or kind != "early-stopping"
     with pytest.raises(InvalidParameterError, match="other parameters"):
-        run_study(kind, resolve_config(kind, dict(CONFIGS[kind], data={"name": "digits", "n_train": 299})),
-                  tmp_path / "run")
+        run_study(kind, resolve_config(kind, dict(CONFIGS[kind], **OTHER.get(
+            kind, {"data": {"name": "digits", "n_train": 299}}))), tmp_path / "run")
 
 
 def test_channelwise_arms_on_mnist1d(tmp_path):

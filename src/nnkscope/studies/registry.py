@@ -14,13 +14,14 @@ from .kinds.compare import COMPARE
 from .kinds.early_stopping import EARLY_STOPPING
 from .kinds.invariance import INVARIANCE
 from .kinds.layerwise import LAYERWISE, TRAINING
+from .kinds.ssl import SSL
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
 __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "run_study", "StudyKind"]
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
-                                                   EARLY_STOPPING, WIDTH_SWEEP)}
+                                                   EARLY_STOPPING, WIDTH_SWEEP, SSL)}
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
 
 
