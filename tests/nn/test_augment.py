@@ -196,6 +196,38 @@ def test_orbit_diameters_equal_the_rotation_study_measurement(rng):
     np.testing.assert_array_equal(k1, k2)
 
 
+def test_unchanged_copies_do_not_hide_the_moved_ones():
+    enc, proj = _pair()
+    X = signals(20, seed=5)
+    calls = []
+
+    def every_other(x, g):  # views 0, 2, 4 unchanged (a "zero shift"), views 1, 3, 5 rolled by 1 to 3 samples
+        calls.append(1)
+        k = len(calls)
+        return x.clone() if k % 2 else torch.roll(x, k // 2, dims=1)
+
+    t = augmentation_invariance(enc, proj, X, every_other, n_views=6)
+    assert (t.identity_copies == 3).all() and (t.diameter > 0).all()
+    with torch.no_grad():
+        O = enc(torch.tensor(X)).double().numpy()
+        V = np.stack([enc(torch.roll(torch.tensor(X), s, dims=1)).double().numpy() for s in (1, 2, 3)], axis=1)
+    expected, _ = orbit_diameters(O, V)
+    np.testing.assert_allclose(t[t["head"] == "encoder"].diameter.to_numpy(), expected, atol=1e-9)
+
+
+def test_typical_distance_is_the_mean_distance_to_the_other_samples():
+    enc, proj = _pair()
+    X = signals(25, seed=4)
+    t = augmentation_invariance(enc, proj, X, augmentation("noise", 0.5, (40,)), n_views=3)
+    for head, module in (("encoder", enc), ("projector", lambda x: proj(enc(x)))):
+        with torch.no_grad():
+            F = module(torch.tensor(X)).double().numpy()
+        U = F / np.linalg.norm(F, axis=1, keepdims=True)
+        D = np.linalg.norm(U[:, None] - U[None], axis=-1)
+        brute = D.sum(1) / (len(U) - 1)
+        np.testing.assert_allclose(t[t["head"] == head].typical_distance.to_numpy(), brute, atol=1e-6)
+
+
 def test_user_modules_and_zero_rows():
     class Half(torch.nn.Module):  # a user's encoder: keeps the first half of the signal; ReLU can zero a row
         def forward(self, x):

@@ -402,12 +402,19 @@ def augmentation_invariance(encoder, projector, X, augment: Callable, n_views: i
     the original and its copies go through ``encoder`` (head ``"encoder"``) and then ``projector`` (head
     ``"projector"``; pass None to measure the encoder only).
 
+    A copy identical to its original (a draw that changed nothing: a zero shift, a flip not taken) is replaced by
+    another copy of the same sample: an exact duplicate of the original would be its whole NNK neighbourhood and
+    hide what the other copies do.  ``identity_copies`` counts them; a sample none of whose copies moved has
+    diameter and spread 0.
+
     Returns
     -------
     DataFrame, one row per (sample, head): ``diameter`` (NNK polytope diameter of the original among its copies,
     unit-norm features, in [0, 2]; 0 = invariant), ``nnk_degree`` (copies in the NNK neighbourhood), ``spread``
-    (mean distance between two unit-norm copies).  A sample with an all-zero feature row (possible after a ReLU)
-    has no direction: it gets NaN there and ``zero_rows`` counts them.
+    (mean distance between two of the measured unit-norm copies), ``typical_distance`` (mean distance from the
+    unit-norm original to the other samples' originals: the head's own scale, so ``spread / typical_distance``
+    compares heads of different geometry), ``identity_copies``.  A sample with an all-zero feature row (possible
+    after a ReLU) has no direction: it gets NaN there and ``zero_rows`` counts them.
 
     Examples
     --------
@@ -441,6 +448,7 @@ def augmentation_invariance(encoder, projector, X, augment: Callable, n_views: i
 
     heads = features(Xt)
     copies = {h: [] for h in heads}
+    identity = []  # (n, V): the draw left the sample unchanged (a zero shift, a flip not taken, ...)
     try:
         for _ in range(n_views):
             with torch.no_grad():
@@ -448,27 +456,54 @@ def augmentation_invariance(encoder, projector, X, augment: Callable, n_views: i
             if tuple(v.shape) != tuple(Xt.shape):
                 raise InputShapeError(f"augment changed the batch shape {tuple(Xt.shape)} into {tuple(v.shape)}; "
                                       "it must return the same shape")
+            identity.append((v == Xt).all(dim=1).numpy())
             for h, F in features(v).items():
                 copies[h].append(F)
     finally:
         torch.random.set_rng_state(torch_state)
     n = len(Xt)
-    versions = {h: np.stack(c, axis=1) for h, c in copies.items()}
+    identity = np.stack(identity, axis=1)
+    moved = ~identity.all(axis=1)
+    # an unchanged copy reproduces the original, and NNK then selects it alone (diameter 0 whatever the other copies
+    # do): it says nothing about the transformation, so it is replaced by one of the sample's moved copies
+    fill = np.where(identity, np.argmax(~identity, axis=1)[:, None], np.arange(n_views)[None, :])
+    versions = {h: np.take_along_axis(np.stack(c, axis=1), fill[:, :, None], axis=1) for h, c in copies.items()}
     frames = []
     for head, O in heads.items():
         V = versions[head]
         zero = (np.linalg.norm(O, axis=1) == 0) | (np.linalg.norm(V, axis=2) == 0).any(axis=1)
-        diam = np.full(n, np.nan)
+        diam = np.where(moved, np.nan, 0.0)  # no copy moved: nothing to measure, the sample is invariant
         deg = np.zeros(n, np.int64)
-        spread = np.full(n, np.nan)
-        ok = np.flatnonzero(~zero)
+        spread = np.where(moved, np.nan, 0.0)
+        typical = np.full(n, np.nan)
+        nonzero = np.flatnonzero(~zero)
+        if len(nonzero):
+            typical[nonzero] = _typical_distance(O[nonzero], seed)
+        ok = np.flatnonzero(~zero & moved)
         if len(ok):
             diam[ok], deg[ok] = orbit_diameters(O[ok], V[ok], tau=tau)
             U = V[ok] / np.linalg.norm(V[ok], axis=2, keepdims=True)
             spread[ok] = _spread(U)
+        diam[zero], spread[zero] = np.nan, np.nan
         frames.append(pd.DataFrame({"sample": np.arange(n), "head": head, "diameter": diam, "nnk_degree": deg,
-                                    "spread": spread, "zero_rows": int(zero.sum())}))
+                                    "spread": spread, "typical_distance": typical,
+                                    "identity_copies": identity.sum(axis=1), "zero_rows": int(zero.sum())}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _typical_distance(O: np.ndarray, seed: int, n_ref: int = 512, block: int = 256) -> np.ndarray:
+    """Mean distance from each unit-norm row to the other rows (to a seeded sample of ``n_ref`` of them when there
+    are more): the scale of the head's geometry, against which an augmentation's spread is small or large."""
+    U = O / np.linalg.norm(O, axis=1, keepdims=True)
+    n = len(U)
+    ref = np.arange(n) if n <= n_ref else np.sort(np.random.default_rng(seed).choice(n, n_ref, replace=False))
+    out = np.empty(n)
+    for lo in range(0, n, block):
+        B = U[lo:lo + block]
+        D = np.sqrt(np.clip(2.0 - 2.0 * B @ U[ref].T, 0.0, None))
+        own = (np.arange(lo, lo + len(B))[:, None] == ref[None, :])  # a row is not its own reference
+        out[lo:lo + block] = np.where(own, 0.0, D).sum(1) / np.maximum((~own).sum(1), 1)
+    return out
 
 
 def effective_rank(F) -> float:

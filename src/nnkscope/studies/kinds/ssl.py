@@ -10,7 +10,8 @@ with its own augmentation set, strength and seed).  For every model:
 * ``ssl_semantic``: per head, semantic MGMs of the test embedding (mean NNK degree, diameter, local ID) and its
   effective rank;
 * ``ssl_transfer``: per head, few-shot accuracy (NNK classifier and a logistic probe, 1/5/10 labels per class) and
-  R^2 of a ridge probe predicting each measured augmentation's parameters.
+  R^2 of a ridge probe (Gaussian-kernel ridge by default, ``transfer.probe``) predicting each measured
+  augmentation's parameters from the features of a sample and of its transformed copy.
 
 Then, per family, ``ssl_correlation``: Spearman rho across models (with a bootstrap interval) of every MGM
 (augmentation diameter and spread at ``correlation.strength``, semantic MGMs) of both heads against every transfer
@@ -82,7 +83,13 @@ DEFAULTS = {
 
 
 def model_name(entry: dict) -> str:
-    """The entry's name, or one made from its settings (``simclr-shift+noise-s0.5-seed0``)."""
+    """The entry's name, or one made from its settings.
+
+    Examples
+    --------
+    >>> model_name(dict(MODEL_ENTRY, augment=["shift", "noise"], strength=0.5))
+    'simclr-shift+noise-s0.5-seed0'
+    """
     if entry["name"]:
         return entry["name"]
     augs = "+".join(entry["augment"]) or "none"
@@ -93,7 +100,7 @@ def _shape_of(dataset: str) -> tuple:
     return {"mnist1d": (40,), "mnist": (28, 28), "digits": (8, 8)}[dataset]
 
 
-def _check_families(families) -> None:
+def _check_families(families) -> str | None:
     """Cross-field checks of the family list; raises with the exact place of the problem."""
     from ...nn.augment import check_strength, valid_augmentations
     from ..ssl import MIN_MODELS
@@ -253,8 +260,8 @@ def _invariance_rows(cfg, fam, entry, data, encoder, projector, shape):
     rows = []
     for aug in fam["augmentations"]:
         for s in strengths:
-            t = augmentation_invariance(encoder, projector, X, augmentation(aug, s, shape), inv["n_views"],
-                                        seed=entry["seed"])
+            # seed 0 for every model: all models are measured on the very same augmented copies
+            t = augmentation_invariance(encoder, projector, X, augmentation(aug, s, shape), inv["n_views"], seed=0)
             for head, sub in t.groupby("head", sort=False):
                 d = sub.diameter.dropna()
                 rows.append({"method": entry["method"], "head": head, "augmentation": aug, "strength": float(s),
@@ -262,7 +269,11 @@ def _invariance_rows(cfg, fam, entry, data, encoder, projector, shape):
                              "diameter_mean": float(d.mean()), "diameter_median": float(d.median()),
                              "diameter_std": float(d.std()), "diameter_q10": float(d.quantile(0.1)),
                              "diameter_q90": float(d.quantile(0.9)), "nnk_degree_mean": float(sub.nnk_degree.mean()),
-                             "spread_mean": float(sub.spread.mean()), "n_samples": int(len(d)),
+                             "spread_mean": float(sub.spread.mean()),
+                             "typical_distance_mean": float(sub.typical_distance.mean()),
+                             "diameter_relative": float(d.mean() / sub.typical_distance.mean()),
+                             "spread_relative": float(sub.spread.mean() / sub.typical_distance.mean()),
+                             "n_samples": int(len(d)),
                              "zero_rows": int(sub.zero_rows.iloc[0])})
     return pd.DataFrame(rows)
 
@@ -354,13 +365,15 @@ def _run_model(cfg, fam, entry, data, store: RunStore) -> None:
 
 
 def mgm_table(store: RunStore, family: str, strength: float):
-    """One value per (model, head, augmentation, mgm) of a family: augmentation diameter and spread at
-    ``strength`` and the semantic MGMs (augmentation ``"semantic"``)."""
+    """One value per (model, head, augmentation, mgm) of a family: augmentation diameter, spread and diameter
+    relative to the head's typical distance between samples at ``strength``, and the semantic MGMs (augmentation
+    ``"semantic"``)."""
     import pandas as pd
 
     inv = store.read("ssl_invariance")
     inv = inv[(inv.family == family) & np.isclose(inv.strength, strength)]
-    parts = [inv.assign(mgm="diameter", value=inv.diameter_mean), inv.assign(mgm="spread", value=inv.spread_mean)]
+    parts = [inv.assign(mgm="diameter", value=inv.diameter_mean), inv.assign(mgm="spread", value=inv.spread_mean),
+             inv.assign(mgm="diameter_relative", value=inv.diameter_relative)]
     sem = store.read("ssl_semantic")
     sem = sem[sem.family == family]
     for m in SEMANTIC_MGMS:
@@ -480,10 +493,13 @@ def _r9_table(store: RunStore, family: str):
     if inv.empty:
         return inv
     wide = inv.pivot_table(index=["model", "method", "augmentation", "train_strength"], columns="head",
-                           values=["diameter_mean", "spread_mean"]).reset_index()
+                           values=["diameter_mean", "diameter_relative", "spread_mean", "spread_relative"])
+    wide = wide.reset_index()
     wide.columns = ["_".join(c).strip("_") for c in wide.columns.to_flat_index()]
     wide["projector_more_invariant"] = wide.diameter_mean_projector < wide.diameter_mean_encoder
+    wide["projector_more_invariant_relative"] = wide.diameter_relative_projector < wide.diameter_relative_encoder
     wide["spread_ratio"] = wide.spread_mean_projector / wide.spread_mean_encoder
+    wide["spread_ratio_relative"] = wide.spread_relative_projector / wide.spread_relative_encoder
     return wide
 
 
@@ -543,23 +559,34 @@ def _ssl_section(store: RunStore) -> dict:
         r9 = _r9_table(store, family)
         if len(r9):
             figures.append((f"{family}: encoder vs projector", _r9_figure(r9, sem[sem.family == family], family)))
-            per_s = r9.groupby("train_strength").projector_more_invariant.agg(["sum", "count"])
-            every = bool((per_s["sum"] == per_s["count"]).all())
-            by_s = ", ".join(f"s={s:g}: {int(r['sum'])}/{int(r['count'])}" for s, r in per_s.iterrows())
-            ratio = ", ".join(f"s={s:g}: {v:.2f}" for s, v in r9.groupby("train_strength").spread_ratio.median()
-                              .items())
-            summary.append(f"{family} (R9): the projector is more invariant than the encoder (smaller mean "
-                           "diameter under the model's own augmentations at its training strength) in "
-                           f"{int(r9.projector_more_invariant.sum())} of {len(r9)} cases ({by_s}): "
-                           f"{'at every strength' if every else 'not at every strength'}; median spread ratio "
-                           f"A_proj/A_enc {ratio}.")
+            for col, ratio_col, what in (
+                    ("projector_more_invariant", "spread_ratio", "mean diameter"),
+                    ("projector_more_invariant_relative", "spread_ratio_relative",
+                     "mean diameter relative to the head's typical distance between samples")):
+                per_s = r9.groupby("train_strength")[col].agg(["sum", "count"])
+                every = bool((per_s["sum"] == per_s["count"]).all())
+                by_s = ", ".join(f"s={s:g}: {int(r['sum'])}/{int(r['count'])}" for s, r in per_s.iterrows())
+                ratio = ", ".join(f"s={s:g}: {v:.2f}" for s, v in r9.groupby("train_strength")[ratio_col].median()
+                                  .items())
+                summary.append(f"{family} (R9): the projector is more invariant than the encoder ({what} under the "
+                               "model's own augmentations at its training strength) in "
+                               f"{int(r9[col].sum())} of {len(r9)} cases ({by_s}): "
+                               f"{'at every strength' if every else 'not at every strength'}; median spread ratio "
+                               f"projector/encoder {ratio}.")
+            ranks = sem[sem.family == family].groupby(["head", "strength"]).effective_rank.mean()
+            summary.append(f"{family} (R9): effective rank of the test embedding by training strength: " + "; ".join(
+                f"{head} " + ", ".join(f"{s:g}: {v:.1f}" for s, v in ranks[head].items()) for head in HEADS
+                if head in ranks.index.get_level_values(0)) + ".")
             tables.append(f"<h4>{family}: encoder vs projector (R9)</h4>" + html_table(r9))
         c = corr[corr.family == family]
         sig = c[(c.ci_low > 0) | (c.ci_high < 0)]
         level = 100 * float(params.get("correlation", {}).get("confidence", 0.95))
+        n_mgms = len(c.groupby(["head", "augmentation", "mgm"]))
         summary.append(f"{family} (R8b): {len(sig)} of {len(c)} MGM-transfer correlations over "
                        f"{int(c.n_models.max())} models have a {level:.0f}% bootstrap interval that excludes 0 "
-                       "(for diameters, a negative rho means: more invariant, better transfer).")
+                       "(for diameters, a negative rho means: more invariant, better transfer). The best predictor "
+                       f"of each task below is the largest |rho| among {n_mgms} candidate MGMs: selected after the "
+                       "fact, so its |rho| is biased upwards; read it as exploratory.")
         p = pred[pred.family == family]
         for _, r in p.iterrows():
             summary.append(f"{family}: {r.task}{f' {r.shots}-shot' if r.shots else ''} is best predicted by the "
