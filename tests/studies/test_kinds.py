@@ -37,10 +37,19 @@ CONFIGS = {
     "early-stopping": dict(TINY, seeds=[0], layer="blocks.1", k=8, arms=["model", "regularised"]),
     "width-sweep": dict(TINY, widths=[8, 32], k=8, hold_epochs=2, max_epochs=8),
     "compare-features": {"features": ["a.npz", "b.npz"], "k": 8},  # files written by _config
+    "ssl": {"families": [{"name": "digits", "data": TINY["data"], "encoder": {"hidden": [16], "out_dim": 16},
+                          "projector": {"hidden": 16, "out_dim": 8}, "train": {"epochs": 2, "batch_size": 64},
+                          "augmentations": ["translate", "rotate", "noise"],
+                          "models": [{"augment": ["rotate", "noise"], "strength": s, "seed": i}
+                                     for i, s in enumerate([0.25, 0.5, 1.0, 1.0])]}],
+            "invariance": {"strengths": [0.5, 1.0], "n_views": 4, "n_eval": 20}, "semantic": {"k": 8, "n_eval": 100},
+            "transfer": {"shots": [1, 2], "episodes": 1, "k": 8, "n_fit": 100, "n_eval": 100},
+            "correlation": {"bootstrap": 100}},
 }
 TABLE = {"layerwise": "layers", "training": "layers", "compare": "compare", "stability": "stability",
          "invariance": "invariance", "early-stopping": "early_stopping", "width-sweep": "width_sweep",
-         "compare-features": "similarity"}
+         "compare-features": "similarity", "ssl": "ssl_correlation"}
+OTHER = {"ssl": {"correlation": {"seed": 1}}}  # kinds whose data sits in nested sections: another change
 for _kind, _study in KINDS.items():  # kinds whose tiny config is examples/studies/<kind>-quick.yaml
     _quick = Path(__file__).resolve().parents[2] / "examples" / "studies" / f"{_kind}-quick.yaml"
     if _kind not in CONFIGS and _quick.exists():
@@ -79,7 +88,7 @@ def test_study_end_to_end_resume_and_report(tmp_path, kind):
     assert "<h2>" in page and "<li>" in page
     assert kind == "early-stopping" and "data:image/png" in page or kind != "early-stopping"
     other = dict(_config(kind, tmp_path), k=9) if kind == "compare-features" else dict(
-        CONFIGS[kind], data={"name": "digits", "n_train": 299})
+        CONFIGS[kind], **OTHER.get(kind, {"data": {"name": "digits", "n_train": 299}}))
     with pytest.raises(InvalidParameterError, match="other parameters"):
         run_study(kind, resolve_config(kind, other), tmp_path / "run")
 

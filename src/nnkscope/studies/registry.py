@@ -23,13 +23,14 @@ from .kinds.layerwise import LAYERWISE, TRAINING
 from .kinds.redundancy import REDUNDANCY
 from .kinds.reliability import RELIABILITY
 from .kinds.robustness import ROBUSTNESS
+from .kinds.ssl import SSL
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
 __all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "run_study", "StudyKind"]
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
-                                                   EARLY_STOPPING, WIDTH_SWEEP, COMPARE_FEATURES)}
+                                                   EARLY_STOPPING, WIDTH_SWEEP, COMPARE_FEATURES, SSL)}
 KINDS[LABEL_PROPAGATION.name] = LABEL_PROPAGATION
 KINDS[RELIABILITY.name] = RELIABILITY
 KINDS[ROBUSTNESS.name] = ROBUSTNESS
