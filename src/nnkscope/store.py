@@ -209,6 +209,7 @@ class RunStore:
                                   f"{_FORMAT!r})")
         if params is not None:
             self._check_writable()
+            self._check_version()
             if self.manifest.get("params") != json.loads(json.dumps(params, default=str)):
                 raise InvalidParameterError(
                     f"{self.root} was created with other parameters {self.manifest.get('params')}; resume with "
@@ -261,6 +262,17 @@ class RunStore:
                 f"{self.root} was written by an older nnkscope (layout {self.manifest.get('format')!r}, whose folder "
                 "names could merge different model or layer names); it can still be read, queried and reported, "
                 "but not resumed or extended. Start the run again in a new folder")
+
+    def _check_version(self) -> None:
+        """Resume only with the nnkscope that wrote the run: another version may compute other numbers."""
+        from ._version import __version__
+
+        wrote = (self.manifest.get("versions") or {}).get("nnkscope")
+        if wrote != __version__:
+            raise InvalidParameterError(
+                f"{self.root} was written by nnkscope {wrote}; this is {__version__}, whose results may differ, so "
+                "the run is not resumed. Start it again in a new folder (the old one can still be read, queried "
+                "and reported)")
 
     def _sweep(self) -> None:
         """Delete temporary files of writers that died (killed mid-save).

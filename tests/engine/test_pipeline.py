@@ -233,3 +233,13 @@ def test_cli_blocked_metrics(tmp_path, capsys):
     for c in ref.columns:
         a, b = ref[c].to_numpy(), got[c].to_numpy()
         assert (np.abs(a - b).max() <= 1e-12) if a.dtype.kind == "f" else (a == b).all(), c
+
+
+def test_parts_of_another_nnkscope_version_are_not_resumed(tmp_path, monkeypatch):
+    import nnkscope.engine.pipeline as pipeline
+
+    np.save(tmp_path / "x.npy", X)
+    build_graph(tmp_path / "x.npy", tmp_path / "g", 10, block_size=300, shard_size=300)
+    monkeypatch.setattr(pipeline, "__version__", "99.0")
+    with pytest.raises(InvalidParameterError, match="built by nnkscope .*not 99.0"):
+        build_graph(tmp_path / "x.npy", tmp_path / "g", 10, block_size=300, shard_size=300)

@@ -128,3 +128,24 @@ def test_layer_table_has_peer_measures_and_intervals(tmp_path, feats):
     for col in ("loo_error_nnk", "mean_nnk_degree", "homogeneous_fraction_H", "mean_diameter"):
         assert (t[f"{col}_ci_low"] <= t[col] + 1e-12).all() and (t[col] <= t[f"{col}_ci_high"] + 1e-12).all(), col
     assert (t["mean_nnk_degree_ci_high"] > t["mean_nnk_degree_ci_low"]).all()  # a real interval, not a point
+
+
+def test_another_nnkscope_version_is_never_resumed(tmp_path, feats, monkeypatch):
+    import importlib
+
+    import nnkscope._version
+
+    lw = importlib.import_module("nnkscope.studies.layerwise")  # the package exports a function of that name
+
+    X, y = feats
+    store = RunStore(tmp_path / "run")
+    measure_layers(X, y, store, k=8)
+    assert set(store.read("layers")["nnkscope_version"]) == {lw.__version__}
+    monkeypatch.setattr(lw, "__version__", "99.0")  # as if the package were upgraded between the two calls
+    with pytest.raises(InvalidParameterError, match=r"nnkscope \S+ -> 99.0"):
+        measure_layers(X, y, store, k=8)
+    RunStore(tmp_path / "study", params={"k": 8})
+    monkeypatch.setattr(nnkscope._version, "__version__", "99.0")
+    with pytest.raises(InvalidParameterError, match="written by nnkscope .* this is 99.0.*new folder"):
+        RunStore(tmp_path / "study", params={"k": 8})
+    assert RunStore(tmp_path / "study", create=False).tables() == []  # still readable

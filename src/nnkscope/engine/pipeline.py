@@ -258,6 +258,9 @@ def _manifest(out: Path, record: dict) -> None:
                 f"{record['input']['sha']} now, shape {old.get('input', {}).get('shape')} vs "
                 f"{record['input']['shape']}): the input changed since. Use a new --parts-dir, or delete {out} to "
                 "rebuild")
+        if old.get("nnkscope_version") != __version__:
+            raise InvalidParameterError(f"{out} holds parts built by nnkscope {old.get('nnkscope_version')}, not "
+                                        f"{__version__}; use a new folder or delete it to rebuild")
         if old.get("settings") != record["settings"]:
             raise InvalidParameterError(f"{out} holds parts built with other settings ({old.get('settings')}); use "
                                         "a new folder or delete it to rebuild")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validate import as_points, check_choice, check_labels
+from .._version import __version__
 from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph, run_tasks
 from ..engine.settings import GraphSettings
@@ -38,7 +39,8 @@ from ..store import RunStore
 __all__ = ["layerwise", "measure_layers", "TrainingCallback"]
 
 
-IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerprint", "model_fingerprint")
+IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerprint", "model_fingerprint",
+                    "nnkscope_version")
 
 
 def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
@@ -199,13 +201,14 @@ def _settings(settings: GraphSettings | None, k: int, kernel: str) -> GraphSetti
 
 def _unit(settings: GraphSettings, source: dict, labels_fp: str) -> dict:
     """What identifies a measured layer: every setting, the inputs' and labels' content, the model weights."""
-    record = {"settings": settings.to_dict(), "source": source, "labels": labels_fp,
+    record = {"settings": settings.to_dict(), "source": source, "labels": labels_fp, "nnkscope": __version__,
               "measures": {"energy": 0.9, "label_variation_k": 10}}
     text = json.dumps(record, sort_keys=True, default=str)
     return {"unit_id": hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
             "settings": json.dumps(record["settings"], sort_keys=True, default=str),
             "data_fingerprint": source.get("features") or source.get("input") or source.get("texts", ""),
-            "labels_fingerprint": labels_fp, "model_fingerprint": source.get("model", "")}
+            "labels_fingerprint": labels_fp, "model_fingerprint": source.get("model", ""),
+            "nnkscope_version": __version__}
 
 
 def _identities(store: RunStore, keys: dict) -> dict:
@@ -245,6 +248,8 @@ def _differences(old: dict, new: dict) -> list[str]:
                       ("model_fingerprint", "the model weights")):
         if old.get(col) != new[col]:
             out.append(f"{what} changed")
+    if old.get("nnkscope_version") != new["nnkscope_version"]:
+        out.append(f"nnkscope {old.get('nnkscope_version')} -> {new['nnkscope_version']}")
     return out
 
 
