@@ -1,0 +1,75 @@
+"""A Griffe extension for the docs build: renders nnkscope's docstring conventions as numpy-style Markdown.
+
+Parameters described inline.
+nnkscope writes ``name : what it is, in words`` (the numpy layout with a sentence where the type would be), and
+Griffe's numpy parser would render that sentence in the *type* column, cut at the line break. This rewrites such
+an item to ``name`` followed by the text as its description, before parsing; the type column then shows the
+signature's annotation. An item that is a real numpy ``name : type`` (a short type on its own line, the
+description indented below) is left alone.
+
+Sphinx cross-reference roles (``:func:`~nnkscope.knn```) become inline code (``knn``), and reStructuredText
+simple tables (``=====  =====`` borders) are shown as preformatted text, which is how they read in the source.
+"""
+
+from __future__ import annotations
+
+import re
+
+import griffe
+
+SECTIONS = {"parameters", "other parameters", "attributes", "keyword arguments"}
+ITEM = re.compile(r"^(?P<name>[*\w][\w, *]*?) : (?P<rest>.+)$")
+ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj|const):`(~?)([^`]+)`")
+BORDER = re.compile(r"^\s*=+( +=+)+\s*$")
+
+
+def _tables_as_text(lines: list[str]) -> list[str]:
+    """Fence each reST simple table (top border, header, border, rows, bottom border) as preformatted text."""
+    out: list[str] = []
+    borders = 0
+    for line in lines:
+        if BORDER.match(line):
+            borders += 1
+            if borders == 1:
+                out.append("```text")
+            out.append(line)
+            if borders == 3:
+                out.append("```")
+                borders = 0
+            continue
+        out.append(line)
+    return out
+
+
+def _is_type(rest: str, next_line: str | None, indent: int) -> bool:
+    """A numpy type line: short, not a sentence, and followed by its indented description."""
+    described_below = next_line is not None and len(next_line) - len(next_line.lstrip()) > indent and next_line.strip()
+    return bool(described_below) and len(rest) <= 40 and not rest.rstrip().endswith((".", ";", ":", ","))
+
+
+def inline_to_numpy(text: str) -> str:
+    """The docstring with every inline-described item of a parameter-like section in numpy's layout."""
+    lines = text.splitlines()
+    out: list[str] = []
+    section: str | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        nxt = lines[i + 1] if i + 1 < len(lines) else None
+        if nxt is not None and re.fullmatch(r"-{3,}", nxt.strip()):  # a heading: the section runs to the next one
+            section = stripped.lower()
+        indent = len(line) - len(line.lstrip())
+        match = ITEM.match(stripped)
+        if section in SECTIONS and indent == 0 and match and not _is_type(match["rest"], nxt, indent):
+            out += [match["name"], "    " + match["rest"]]
+        else:
+            out.append(line)
+    text = "\n".join(_tables_as_text(out))
+    return ROLE.sub(lambda m: f"``{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}``", text)  # ~a.b.c shows as c
+
+
+class InlineParams(griffe.Extension):
+    """Rewrites each docstring as it is loaded (before any parsing)."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = inline_to_numpy(obj.docstring.value)
