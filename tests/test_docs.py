@@ -64,3 +64,28 @@ def test_docs_build_strict(tmp_path):
         assert (tmp_path / "site" / page).exists(), page
     api = (tmp_path / "site" / "api/nnkscope/index.html").read_text()
     assert "nnk_graph" in api and "GraphSettings" in api  # the reference is generated, not an empty page
+    from nnkscope.studies.registry import KINDS
+
+    studies = (tmp_path / "site" / "api/studies/index.html").read_text()
+    assert "<!-- study-kinds -->" not in studies and all(f"<code>{name}</code>" in studies for name in KINDS)
+
+
+def test_inline_parameters_become_numpy_items():
+    """The docs' Griffe extension: inline descriptions move below their name, real numpy types stay."""
+    pytest.importorskip("griffe")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from inline_params import inline_to_numpy
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    doc = ("Summary, see :func:`~nnkscope.engine.graph.symmetrize` and :class:`nnkscope.NNKGraph`.\n\n"
+           "Parameters\n----------\nX : (N, d) array of points.\nk : int\n    Candidates per node.\n"
+           "out : the run folder (created;\n    resumed).\n\n"
+           "Examples\n--------\n>>> a : b\n\n"
+           "=====  ====\nname   what\n=====  ====\nx      y\n=====  ====")
+    assert inline_to_numpy(doc) == (
+        "Summary, see ``symmetrize`` and ``nnkscope.NNKGraph``.\n\n"
+        "Parameters\n----------\nX\n    (N, d) array of points.\nk : int\n    Candidates per node.\n"
+        "out\n    the run folder (created;\n    resumed).\n\n"
+        "Examples\n--------\n>>> a : b\n\n"
+        "```text\n=====  ====\nname   what\n=====  ====\nx      y\n=====  ====\n```")
