@@ -2,8 +2,10 @@
 
 What this proves, offline (nothing is downloaded, so it runs in CI as it is):
 
-* ``python -m build --wheel --no-isolation`` builds a wheel from a copy of the source tree (so no ``build/`` or
-  ``*.egg-info`` lands in the checkout), with the build backend already in the test's environment.
+* ``python -m build --no-isolation`` (the issue's ``python -m build``, with the build backend already in the test's
+  environment instead of a downloaded one) builds the sdist and, from the sdist, the wheel, in a copy of the source
+  tree (so no ``build/`` or ``*.egg-info`` lands in the checkout): a file the sdist forgot is missing from the
+  wheel too.
 * The wheel holds exactly the files of ``src/nnkscope`` (every subpackage, ``py.typed``), no tests, and the
   ``nnkscope`` console script.
 * In a fresh virtual environment (no ``--system-site-packages``, ``PYTHONPATH`` cleared) that contains *only* the
@@ -83,7 +85,7 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(SRC.parent, tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, tree / name)
-    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp / "dist", tree])
+    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", tmp / "dist", tree])
     (found,) = (tmp / "dist").glob("nnkscope-*.whl")
     return found
 
