@@ -80,12 +80,14 @@ def test_inline_parameters_become_numpy_items():
         sys.path.remove(str(DOCS / "_ext"))
     doc = ("Summary, see :func:`~nnkscope.engine.graph.symmetrize` and :class:`nnkscope.NNKGraph`.\n\n"
            "Parameters\n----------\nX : (N, d) array of points.\nk : int\n    Candidates per node.\n"
-           "out : the run folder (created;\n    resumed).\n\n"
+           "out : the run folder (created;\n    resumed).\nsolver, tau : as NNKClassifier.\n"
+           "a, b\n    Both.\n\n"
            "Examples\n--------\n>>> a : b\n\n"
            "=====  ====\nname   what\n=====  ====\nx      y\n=====  ====")
     assert inline_to_numpy(doc) == (
         "Summary, see ``symmetrize`` and ``nnkscope.NNKGraph``.\n\n"
         "Parameters\n----------\nX\n    (N, d) array of points.\nk : int\n    Candidates per node.\n"
-        "out\n    the run folder (created;\n    resumed).\n\n"
+        "out\n    the run folder (created;\n    resumed).\nsolver\n    as NNKClassifier.\n"
+        "tau\n    as NNKClassifier.\na\n    Both.\nb\n    Both.\n\n"
         "Examples\n--------\n>>> a : b\n\n"
         "```text\n=====  ====\nname   what\n=====  ====\nx      y\n=====  ====\n```")
