@@ -19,7 +19,7 @@ LAYERS = [
     {"store"},
     {"studies"},
     {"report"},
-    {"cli", "analyze"},
+    {"cli", "analyze", "__main__"},
 ]
 EXEMPT = {"nnkscope", "nnkscope._compat"}  # the package's front door and the old-path aliases import everything
 

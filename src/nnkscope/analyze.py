@@ -44,6 +44,9 @@ def analyze(model_or_features, X=None, y=None, layers=None, out="run", **setting
     """Measure every layer of a torch model on ``(X, y)``, or every array of ``{layer: (N, d) array}`` (or a saved
     ``.npz``), into the run folder ``out`` and write its ``report.html``.
 
+    Everything is checked before the run folder is made: the labels' length, layer names, and (models) that the
+    model runs on the first rows of ``X``.
+
     Parameters
     ----------
     model_or_features : a ``torch.nn.Module`` (with ``X``), a mapping ``{layer name: (N, ...) array}`` in depth
@@ -57,9 +60,6 @@ def analyze(model_or_features, X=None, y=None, layers=None, out="run", **setting
         (default: the model's class name, or "features"), ``epoch`` (0), ``include_input`` (True, models),
         ``on_change`` ("error" or "replace"), ``progress`` (False), ``report`` (True), ``samples`` (an
         identifier per row for the ``sample`` column; default the row number).
-
-    Everything is checked before the run folder is made: the labels' length, layer names, and (models) that the
-    model runs on the first rows of ``X``.
 
     Examples
     --------

@@ -82,21 +82,28 @@ def explain(X_train, y_train, X_query, k: int = 25, *, kernel: str = "cosine", s
 
     Parameters
     ----------
-    X_train : (N, d) training features; y_train : N class labels (any hashable type).
-    X_query : (n, d) queries from the same feature space (same model, layer and preprocessing).
-    k, kernel, sigma, solver, tau, knn, n_jobs : as :class:`~nnkscope.measures.interpolation.NNKClassifier`; the
-        prediction equals ``NNKClassifier(k=k, kernel=kernel, ...).fit(X_train, y_train).predict(X_query)``.
+    X_train : (N, d) array
+        Training features.
+    y_train : (N,) array
+        Class labels of the training rows (any hashable type).
+    X_query : (n, d) array
+        Queries from the same feature space (same model, layer and preprocessing).
+    k, kernel, sigma, solver, tau, knn, n_jobs
+        As :class:`~nnkscope.measures.interpolation.NNKClassifier`; the prediction equals
+        ``NNKClassifier(k=k, kernel=kernel, ...).fit(X_train, y_train).predict(X_query)``.
 
     Returns
     -------
-    DataFrame, one row per (query, NNK neighbour), queries in order and neighbours by decreasing weight:
+    pandas.DataFrame
+        One row per (query, NNK neighbour), queries in order and neighbours by decreasing weight:
 
-    * ``query`` (row of ``X_query``), ``rank`` (0 = largest weight), ``neighbor`` (row of ``X_train``),
-      ``neighbor_label``, ``weight`` (the NNK weight theta), ``share`` (its part of the vote, weight / sum of the
-      query's weights; 1 for the nearest candidate of a query that fell back);
-    * per query (repeated on its rows): ``prediction``, ``fallback`` (no positive weight: the nearest candidate's
-      label), ``n_neighbors``, ``interpolation_error``, ``diameter``, ``class_diameter`` (typical diameter of the
-      predicted class), ``relative_diameter``, ``reliability`` (module docstring), and ``proba_<class>`` per class.
+        * ``query`` (row of ``X_query``), ``rank`` (0 = largest weight), ``neighbor`` (row of ``X_train``),
+          ``neighbor_label``, ``weight`` (the NNK weight theta), ``share`` (its part of the vote, weight / sum of
+          the query's weights; 1 for the nearest candidate of a query that fell back);
+        * per query (repeated on its rows): ``prediction``, ``fallback`` (no positive weight: the nearest
+          candidate's label), ``n_neighbors``, ``interpolation_error``, ``diameter``, ``class_diameter`` (typical
+          diameter of the predicted class), ``relative_diameter``, ``reliability`` (module docstring), and
+          ``proba_<class>`` per class.
 
     ``df.attrs`` holds the settings and the typical diameter of every class.
 
