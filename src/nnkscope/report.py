@@ -8,9 +8,24 @@ from pathlib import Path
 from .errors import InvalidParameterError
 from .io import atomic_path
 from .store import RunStore
-from .studies.registry import KINDS
+from .studies.registry import KINDS, SECTIONS
 
 __all__ = ["write_report"]
+
+def _legacy(sec: dict) -> dict:
+    """A section in the new contract (takeaways, Figure, DataFrame) drawn by this page: Plotly figures inlined as
+    HTML (plotly.js loaded once), until the report rewrite reads the new contract itself."""
+    from .studies.figures import html_table
+
+    figures = []
+    for i, f in enumerate(sec["figures"]):
+        if isinstance(f.plot, str):
+            figures.append((f.title, f.plot))
+        else:
+            figures.append((f.title, f.plot.to_html(full_html=False, include_plotlyjs=i == 0)))
+    return {"title": sec["title"], "summary": sec["takeaways"], "figures": figures,
+            "table": html_table(sec["table"]) if hasattr(sec["table"], "to_html") else sec["table"]}
+
 
 def write_report(run_dir, out: str | None = None) -> Path:
     """Write ``report.html`` into the run folder (or ``out``) and return its path.
@@ -25,6 +40,7 @@ def write_report(run_dir, out: str | None = None) -> Path:
         if kind.section is not None and kind.tables[0] in tables and kind.section not in drawn:
             drawn.add(kind.section)
             sections.append(kind.section(store))
+    sections += [_legacy(section(store)) for table, section in SECTIONS.items() if table in tables]
     if not sections:
         raise InvalidParameterError(f"{run_dir} holds no study tables yet (it has {sorted(tables)}); run a study "
                                     "into it first")
@@ -32,8 +48,8 @@ def write_report(run_dir, out: str | None = None) -> Path:
     body = []
     for sec in sections:
         body.append(f"<h2>{html.escape(sec['title'])}</h2>")
-        body += [f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
-                 for t, b in sec["figures"]]
+        body += [f"<h3>{html.escape(t)}</h3>" + (b if b.startswith("<") else  # an inlined Plotly figure
+                 f"<img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>") for t, b in sec["figures"]]
         body.append(f"<details><summary>table</summary>{sec['table']}</details>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>nnkscope report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}img{{max-width:100%}}
