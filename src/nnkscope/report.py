@@ -13,16 +13,12 @@ from .studies.registry import KINDS, SECTIONS
 __all__ = ["write_report"]
 
 def _legacy(sec: dict) -> dict:
-    """A section in the new contract (takeaways, Figure, DataFrame) drawn by this page: Plotly figures inlined as
-    HTML (plotly.js loaded once), until the report rewrite reads the new contract itself."""
+    """A section in the new contract (takeaways, Figure, DataFrame) drawn by this page until the report rewrite
+    reads the contract itself: its takeaways, PNG figures and table (Plotly figures would need plotly.js, ~4.6 MB
+    inlined, so they wait for the rewrite)."""
     from .studies.figures import html_table
 
-    figures = []
-    for i, f in enumerate(sec["figures"]):
-        if isinstance(f.plot, str):
-            figures.append((f.title, f.plot))
-        else:
-            figures.append((f.title, f.plot.to_html(full_html=False, include_plotlyjs=i == 0)))
+    figures = [(f.title, f.plot) for f in sec["figures"] if isinstance(f.plot, str)]
     return {"title": sec["title"], "summary": sec["takeaways"], "figures": figures,
             "table": html_table(sec["table"]) if hasattr(sec["table"], "to_html") else sec["table"]}
 
@@ -48,8 +44,8 @@ def write_report(run_dir, out: str | None = None) -> Path:
     body = []
     for sec in sections:
         body.append(f"<h2>{html.escape(sec['title'])}</h2>")
-        body += [f"<h3>{html.escape(t)}</h3>" + (b if b.startswith("<") else  # an inlined Plotly figure
-                 f"<img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>") for t, b in sec["figures"]]
+        body += [f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
+                 for t, b in sec["figures"]]
         body.append(f"<details><summary>table</summary>{sec['table']}</details>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>nnkscope report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;color:#222}}img{{max-width:100%}}
