@@ -110,3 +110,22 @@ def test_resume_recomputes_nothing_and_errors_come_first(run, tmp_path):
     off = resolve_config("layerwise", dict(CFG, explain={"n_queries": 0}))
     store, _ = run_study("layerwise", off, tmp_path / "off")
     assert "explanations" not in store.tables()
+
+
+def test_own_data_keeps_the_users_row_ids_and_labels(tmp_path):
+    from nnkscope.nn.datasets import load_digits
+
+    X, y = load_digits()
+    labels = np.array([f"d{v}" for v in y[:400]])
+    np.save(tmp_path / "X.npy", X[:400].astype(np.float32))
+    np.save(tmp_path / "y.npy", labels)
+    cfg = resolve_config("layerwise", {"data": {"X": str(tmp_path / "X.npy"), "y": str(tmp_path / "y.npy")},
+                                       "model": {"width": 16, "depth": 1}, "train": {"epochs": 2}, "k": 8,
+                                       "eval_per_class": 5, "explain": {"n_queries": 4}})
+    store, _ = run_study("layerwise", cfg, tmp_path / "run")
+    t = store.read("explanations")
+    assert t["query"].nunique() == 4 and "query_thumbnail" not in t  # 64 features, no image shape: no thumbnails
+    assert (labels[t["query"].to_numpy()] == t["label"].to_numpy()).all()
+    assert (labels[t["neighbor"].to_numpy()] == t["neighbor_label"].to_numpy()).all()
+    assert not set(t["query"]) & set(t["neighbor"])  # queries come from the test split, neighbours from training
+    assert len(explanations_section(store)["figures"]) == 2
