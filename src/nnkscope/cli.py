@@ -680,6 +680,9 @@ def _add_explain_parser(sub) -> None:
     p.add_argument("--kernel", choices=KERNELS, default="cosine")
     p.add_argument("--sigma", type=float, default=None, help="Gaussian bandwidth (default: from the training set)")
     p.add_argument("--image-shape", default=None, help="draw rows as images of this shape, e.g. 28x28 or 8x8")
+    p.add_argument("--texts-train", default=None, help="UTF-8 text file, one sentence per training row: shown "
+                                                         "beside each neighbour (features of text)")
+    p.add_argument("--texts-query", default=None, help="UTF-8 text file, one sentence per query row")
     p.add_argument("--max-queries", type=int, default=100, help="queries drawn on the page (the table has all)")
     p.add_argument("--key", default=None, help="array/column name inside .npz, .parquet or zarr inputs")
     p.add_argument("-o", "--output", required=True, help="HTML page to write")
@@ -691,9 +694,9 @@ def _cmd_explain(args) -> int:
     from pathlib import Path
 
     from .io import atomic_path, check_output, load_embeddings
-    from .measures.explain import explain, explanation_page, parse_image_shape
+    from .measures.explain import explain, explanation_page, parse_image_shape, read_texts
 
-    inputs = [args.train, args.queries, args.labels]
+    inputs = [args.train, args.queries, args.labels, *(p for p in (args.texts_train, args.texts_query) if p)]
     check_output(args.output, (".html",), inputs=inputs, what="the page")
     if args.table:
         check_output(args.table, (".csv", ".parquet"), inputs=[*inputs, args.output], flag="--table",
@@ -707,7 +710,11 @@ def _cmd_explain(args) -> int:
     if shape is not None and shape[0] * shape[1] != X.shape[1]:
         raise InvalidParameterError(f"--image-shape {args.image_shape} has {shape[0] * shape[1]} pixels but the rows "
                                     f"have {X.shape[1]} features; give the images' shape (8x8 for 64, 28x28 for 784)")
-    table = explain(X, y, Q, k=args.k, kernel=args.kernel, sigma=args.sigma)
+    texts = {name: read_texts(path, len(rows), name=flag, rows=rows_name) if path else None
+             for name, path, rows, flag, rows_name in (
+                 ("texts_train", args.texts_train, X, "--texts-train", args.train),
+                 ("texts_query", args.texts_query, Q, "--texts-query", args.queries))}
+    table = explain(X, y, Q, k=args.k, kernel=args.kernel, sigma=args.sigma, **texts)
     page = explanation_page(table, X, Q, image_shape=shape, max_queries=args.max_queries,
                             title=f"NNK explanations: {Path(args.queries).name}")
     with atomic_path(args.output) as tmp:

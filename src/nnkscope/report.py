@@ -8,9 +8,20 @@ from pathlib import Path
 from .errors import InvalidParameterError
 from .io import atomic_path
 from .store import RunStore
-from .studies.registry import KINDS
+from .studies.registry import KINDS, SECTIONS
 
 __all__ = ["write_report"]
+
+def _legacy(sec: dict) -> dict:
+    """A section in the new contract (takeaways, Figure, DataFrame) drawn by this page until the report rewrite
+    reads the contract itself: its takeaways, PNG figures and table (Plotly figures would need plotly.js, ~4.6 MB
+    inlined, so they wait for the rewrite)."""
+    from .studies.figures import html_table
+
+    figures = [(f.title, f.plot) for f in sec["figures"] if isinstance(f.plot, str)]
+    return {"title": sec["title"], "summary": sec["takeaways"], "figures": figures,
+            "table": html_table(sec["table"]) if hasattr(sec["table"], "to_html") else sec["table"]}
+
 
 def write_report(run_dir, out: str | None = None) -> Path:
     """Write ``report.html`` into the run folder (or ``out``) and return its path.
@@ -25,6 +36,7 @@ def write_report(run_dir, out: str | None = None) -> Path:
         if kind.section is not None and kind.tables[0] in tables and kind.section not in drawn:
             drawn.add(kind.section)
             sections.append(kind.section(store))
+    sections += [_legacy(section(store)) for table, section in SECTIONS.items() if table in tables]
     if not sections:
         raise InvalidParameterError(f"{run_dir} holds no study tables yet (it has {sorted(tables)}); run a study "
                                     "into it first")

@@ -168,3 +168,41 @@ def test_package_exports_explain_lazily():
     assert nnkscope.explain is explain
     with pytest.raises(AttributeError):
         nnkscope.no_such_name  # noqa: B018
+
+
+def test_sentences_of_queries_and_neighbours_are_shown_escaped(split, tmp_path, capsys):
+    from nnkscope.measures.explain import read_texts
+
+    Xtr, ytr, Xte, _ = split
+    said_tr = [f"train <b>{i}</b> & co" for i in range(len(Xtr))]
+    said_q = [f"query \"{i}\" <script>" for i in range(3)]
+    t = explain(Xtr, ytr, Xte[:3], k=10, texts_train=said_tr, texts_query=said_q)
+    assert t.neighbor_text.tolist() == [said_tr[i] for i in t.neighbor]
+    assert t.query_text.tolist() == [said_q[q] for q in t["query"]]
+    page = explanation_page(t, Xtr, Xte[:3])
+    assert "<script>" not in page and page.count("query &quot;0&quot; &lt;script&gt;") == 1
+    for i in t.neighbor:
+        assert f"train &lt;b&gt;{i}&lt;/b&gt; &amp; co" in page
+    assert page.count("<blockquote>") == 3 + len(t)
+    with pytest.raises(InputShapeError, match="texts_train has 3 entries but X_train has"):
+        explain(Xtr, ytr, Xte[:3], texts_train=said_tr[:3])
+    with pytest.raises(InvalidParameterError, match="entry 1 is a int"):
+        explain(Xtr, ytr, Xte[:3], texts_query=["a", 2, "c"])
+    # files: one sentence per line, a final newline and CRLF line ends accepted, the count checked
+    np.save(tmp_path / "tr.npy", Xtr)
+    np.save(tmp_path / "y.npy", ytr)
+    np.save(tmp_path / "q.npy", Xte[:3])
+    (tmp_path / "tr.txt").write_text("\n".join(said_tr) + "\n", encoding="utf-8")
+    (tmp_path / "q.txt").write_bytes("\r\n".join(said_q).encode())
+    assert read_texts(tmp_path / "q.txt", 3) == said_q
+    p = lambda n: str(tmp_path / n)  # noqa: E731
+    assert main(["explain", p("tr.npy"), "--labels", p("y.npy"), p("q.npy"), "-o", p("page.html"), "-k", "10",
+                 "--texts-train", p("tr.txt"), "--texts-query", p("q.txt")]) == 0
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and page.count("<blockquote>") == 3 + len(t)
+    (tmp_path / "short.txt").write_text("one\ntwo\n", encoding="utf-8")
+    assert main(["explain", p("tr.npy"), "--labels", p("y.npy"), p("q.npy"), "-o", p("x.html"),
+                 "--texts-query", p("short.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "--texts-query" in err and "has 2 lines but" in err and "3 rows" in err
+    assert not (tmp_path / "x.html").exists()

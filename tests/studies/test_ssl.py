@@ -22,6 +22,7 @@ from nnkscope.studies.ssl import (  # noqa: E402
     kernel_ridge_r2,
     ridge_r2,
     spearman_ci,
+    spearman_permutation_p,
 )
 
 QUICK = Path(__file__).resolve().parents[2] / "examples" / "studies" / "ssl-quick.yaml"
@@ -61,6 +62,7 @@ def test_quick_config_end_to_end(quick_run):
     ok = corr.dropna(subset=["spearman"])
     assert ((ok.ci_low <= ok.spearman + 1e-12) & (ok.spearman <= ok.ci_high + 1e-12)).all()
     assert (ok.spearman.abs() <= 1).all()
+    assert ok.p_value.between(2 / 24 - 1e-12, 1).all()  # 4 models: no p below 2/4!
     # trained weights are kept, and reload to the same encoder features
     assert len(list((out / "ssl_models").rglob("*.pt"))) == len(fam["models"])
     write_report(out)
@@ -184,6 +186,25 @@ def test_spearman_ci_against_scipy_and_a_loop(rng):
         spearman_ci([1, 2, 3], [3, 2, 1])
     r, _, _ = spearman_ci([1, 1, 1, 1], [1, 2, 3, 4])
     assert np.isnan(r)
+
+
+def test_spearman_permutation_p_against_enumeration(rng):
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+
+    assert spearman_permutation_p([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(2 / 24)
+    x, y = rng.normal(size=6), rng.normal(size=6)
+    obs = abs(spearmanr(x, y).statistic)
+    exact = np.mean([abs(spearmanr(x, np.array(p)).statistic) >= obs - 1e-12 for p in permutations(y)])
+    assert spearman_permutation_p(x, y) == pytest.approx(exact, abs=1e-12)
+    # beyond 8 models: seeded random orderings, close to the exact value
+    x = rng.normal(size=9)
+    y = rng.normal(size=9) + 0.5 * x
+    rx, ry = np.argsort(np.argsort(x)) - 4.0, np.argsort(np.argsort(y)) - 4.0
+    P = np.array(list(permutations(ry)))
+    exact = np.mean(np.abs(P @ rx) >= abs(rx @ ry) - 1e-9)
+    assert spearman_permutation_p(x, y, n_perm=20000) == pytest.approx(exact, abs=0.01)
 
 
 def test_ridge_probes_against_scikit_learn(rng):

@@ -31,7 +31,7 @@ import numpy as np
 from .._validate import as_points, check_labels
 from ..errors import InputShapeError, InvalidParameterError
 
-__all__ = ["explain", "explanation_page", "class_diameters", "query_diameters", "parse_image_shape"]
+__all__ = ["explain", "explanation_page", "class_diameters", "query_diameters", "parse_image_shape", "read_texts"]
 
 
 def query_diameters(X_train: np.ndarray, Q: np.ndarray, candidates: np.ndarray, support: np.ndarray, *,
@@ -76,8 +76,56 @@ def _reliability(diam: np.ndarray, typical: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(r), 0.0, r)
 
 
+def _check_texts(texts, n: int, name: str, rows: str) -> np.ndarray | None:
+    """``texts`` as an object array of ``n`` strings (None stays None), or a clear error."""
+    if texts is None:
+        return None
+    if isinstance(texts, (str, bytes)):
+        raise InvalidParameterError(f"{name} must be a sequence of strings, one per row of {rows}; got one string")
+    out = np.asarray(list(texts), dtype=object)
+    if out.ndim != 1 or len(out) != n:
+        raise InputShapeError(f"{name} has {len(out)} entries but {rows} has {n} rows: give one sentence per row, "
+                              "in row order")
+    bad = [i for i, t in enumerate(out) if not isinstance(t, str)]
+    if bad:
+        raise InvalidParameterError(f"{name} must hold strings; entry {bad[0]} is a {type(out[bad[0]]).__name__}")
+    return out
+
+
+def read_texts(path, n_rows: int, *, name: str = "texts", rows: str = "the features"):
+    """One sentence per line of a UTF-8 text file (a final newline ends the last line, ``\\r\\n`` is accepted);
+    the number of lines must equal ``n_rows``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "s.txt"
+    >>> _ = p.write_text("a cat sat\\nthe dog ran\\n", encoding="utf-8")
+    >>> read_texts(p, 2)
+    ['a cat sat', 'the dog ran']
+    """
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(f"{name} {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the "
+                                    "sentences as UTF-8, one per line") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"{name} {path}: cannot read it ({exc.strerror or type(exc).__name__}); check "
+                                    "the path") from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")] if text else []
+    if len(lines) != n_rows:
+        raise InputShapeError(f"{name} {path} has {len(lines)} lines but {rows} has {n_rows} rows: write one "
+                              "sentence per line, in row order (a sentence may not contain a line break)")
+    return lines
+
+
 def explain(X_train, y_train, X_query, k: int = 25, *, kernel: str = "cosine", sigma: float | None = None,
-            solver: str = "exact", tau: float = 1e-10, knn="exact", n_jobs: int | None = None):
+            solver: str = "exact", tau: float = 1e-10, knn="exact", n_jobs: int | None = None,
+            texts_train=None, texts_query=None):
     """Explain the NNK classifier's prediction for each query by its NNK neighbours among the training rows.
 
     Parameters
@@ -91,6 +139,10 @@ def explain(X_train, y_train, X_query, k: int = 25, *, kernel: str = "cosine", s
     k, kernel, sigma, solver, tau, knn, n_jobs
         As :class:`~nnkscope.measures.interpolation.NNKClassifier`; the prediction equals
         ``NNKClassifier(k=k, kernel=kernel, ...).fit(X_train, y_train).predict(X_query)``.
+    texts_train, texts_query : sequence of str, optional
+        Sentences (or any text), one per row of ``X_train`` / ``X_query``: for features of text the table then
+        shows what each query and neighbour says (columns ``query_text``, ``neighbor_text``) and
+        :func:`explanation_page` prints it.
 
     Returns
     -------
@@ -126,6 +178,8 @@ def explain(X_train, y_train, X_query, k: int = 25, *, kernel: str = "cosine", s
                               "a different feature space. Pass queries embedded by the same model, layer and "
                               "preprocessing as the training rows")
     classes, codes = check_labels(y_train, len(X), name="y_train")
+    texts_train = _check_texts(texts_train, len(X), "texts_train", "X_train")
+    texts_query = _check_texts(texts_query, len(Q), "texts_query", "X_query")
     if len(X) < 3:
         raise InvalidParameterError(f"explain needs at least 3 training rows (the typical diameters interpolate "
                                     f"each from the others); got {len(X)}")
@@ -171,6 +225,10 @@ def explain(X_train, y_train, X_query, k: int = 25, *, kernel: str = "cosine", s
         "relative_diameter": relative[qi], "reliability": reliability[qi]})
     for c, name in enumerate(classes):
         df[f"proba_{name}"] = proba[qi, c]
+    if texts_query is not None:
+        df["query_text"] = texts_query[qi]
+    if texts_train is not None:
+        df["neighbor_text"] = texts_train[nbr]
     df.attrs.update({"k": clf.k, "kernel": clf.kernel, "sigma": clf.sigma_, "solver": solver, "tau": tau,
                      "n_train": len(X), "n_query": len(Q),
                      "class_diameters": {str(c): float(t) for c, t in zip(classes, typical, strict=True)},
@@ -227,16 +285,25 @@ def _thumb(row: np.ndarray, lo: float, hi: float, shape: tuple[int, int] | None)
     return f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" alt="">'
 
 
+def _quote(row, column: str) -> str:
+    """The row's sentence in ``column`` as an escaped block quote ('' when the table has no such column)."""
+    text = row.get(column) if hasattr(row, "get") else None
+    return "" if text is None or not isinstance(text, str) else f"<blockquote>{html.escape(text)}</blockquote>"
+
+
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222} .q{border-top:1px solid #ccc;padding:.6em 0}
 .row{display:flex;flex-wrap:wrap;gap:.8em;align-items:flex-end} figure{margin:0;text-align:center;font-size:.8em}
 figure img{image-rendering:pixelated;border:1px solid #ddd} .low{color:#b00} table{border-collapse:collapse}
+blockquote{margin:.2em 0;max-width:22em;font-style:italic;text-align:left;white-space:pre-wrap}
 td,th{padding:0 .5em;font-size:.85em;text-align:right}"""
 
 
 def explanation_page(table, X_train, X_query, *, image_shape: tuple[int, int] | None = None,
                      max_queries: int = 100, title: str = "NNK explanations") -> str:
     """A self-contained HTML page of an :func:`explain` table: per query its thumbnail (image or feature strip),
-    prediction, reliability and class probabilities, then its NNK neighbours by decreasing weight.
+    prediction, reliability and class probabilities, then its NNK neighbours by decreasing weight.  When the table
+    has ``query_text`` / ``neighbor_text`` (``explain(..., texts_train=, texts_query=)``) each sentence is printed
+    (HTML-escaped) under its thumbnail.
 
     Examples
     --------
@@ -270,15 +337,17 @@ def explanation_page(table, X_train, X_query, *, image_shape: tuple[int, int] | 
         vals = "".join(f"<td>{r0[c]:.3f}</td>" for c in proba_cols)
         cls = " class='low'" if r0.reliability < 0.5 else ""
         fb = " (no positive weight: nearest training row)" if r0.fallback else ""
+        qtext = _quote(r0, "query_text")
         parts.append(f"<div class='q'><div class='row'><figure>{_thumb(X_query[q], lo, hi, image_shape)}"
-                     f"<figcaption>query {q}</figcaption></figure><div><b>prediction {html.escape(str(r0.prediction))}"
+                     f"<figcaption>query {q}{qtext}</figcaption></figure><div><b>prediction "
+                     f"{html.escape(str(r0.prediction))}"
                      f"</b>{fb}<br><span{cls}>reliability {r0.reliability:.2f}</span> (diameter {r0.diameter:.3f}, "
                      f"typical {r0.class_diameter:.3f}); interpolation error {r0.interpolation_error:.3f}"
                      f"<table><tr>{probs}</tr><tr>{vals}</tr></table></div></div><div class='row'>")
         for r in rows.itertuples():
             parts.append(f"<figure>{_thumb(X_train[r.neighbor], lo, hi, image_shape)}<figcaption>#{r.neighbor} "
                          f"label {html.escape(str(r.neighbor_label))}<br>weight {r.weight:.3f} "
-                         f"({100 * r.share:.0f}%)</figcaption></figure>")
+                         f"({100 * r.share:.0f}%){_quote(r._asdict(), 'neighbor_text')}</figcaption></figure>")
         parts.append("</div></div>")
     if len(queries) > max_queries:
         parts.append(f"<p>{len(queries) - max_queries} more queries are in the table.</p>")

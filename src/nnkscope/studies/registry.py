@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InvalidParameterError
 from ..store import RunStore
 from .base import StudyKind, load_yaml, resolve_paths
+from .explanations import explanations_section
 from .kinds.compare import COMPARE
 from .kinds.compare_features import COMPARE_FEATURES
 from .kinds.early_stopping import EARLY_STOPPING
@@ -27,7 +29,7 @@ from .kinds.ssl import SSL
 from .kinds.stability import STABILITY
 from .kinds.width_sweep import WIDTH_SWEEP
 
-__all__ = ["KINDS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "run_study", "StudyKind"]
+__all__ = ["KINDS", "SECTIONS", "DEFAULTS", "get_kind", "resolve_config", "load_config", "run_study", "StudyKind"]
 
 KINDS: dict[str, StudyKind] = {k.name: k for k in (LAYERWISE, TRAINING, COMPARE, STABILITY, INVARIANCE,
                                                    EARLY_STOPPING, WIDTH_SWEEP, COMPARE_FEATURES, SSL)}
@@ -36,6 +38,8 @@ KINDS[RELIABILITY.name] = RELIABILITY
 KINDS[ROBUSTNESS.name] = ROBUSTNESS
 KINDS[REDUNDANCY.name] = REDUNDANCY
 DEFAULTS: dict[str, dict] = {name: kind.defaults for name, kind in KINDS.items()}
+# report sections of tables that no kind writes alone: drawn whenever the table is in the run folder
+SECTIONS: dict[str, Callable] = {"explanations": explanations_section}
 
 
 def get_kind(name: str) -> StudyKind:

@@ -5,7 +5,8 @@
 * :func:`ridge_r2` and :func:`kernel_ridge_r2`: R^2 of a ridge probe, linear or with a Gaussian kernel;
 * :func:`transformation_r2`: "predict the applied transformation": a (kernel) ridge probe reads the features of a
   sample and of its transformed copy and predicts the drawn parameters (shift, angle, zoom, ...);
-* :func:`spearman_ci`: Spearman's rho with a seeded percentile-bootstrap interval over the models;
+* :func:`spearman_ci`: Spearman's rho with a seeded percentile-bootstrap interval over the models, and
+  :func:`spearman_permutation_p` its permutation p-value (exact up to 8 models);
 * :func:`correlate` and :func:`best_predictors`: every (head, MGM) against every transfer task, and per task the
   MGM with the largest |rho|.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import InputShapeError, InvalidParameterError, TooFewPointsError
 
 __all__ = ["few_shot_scores", "ridge_r2", "kernel_ridge_r2", "transformation_r2", "PROBES", "spearman_ci",
+           "spearman_permutation_p",
            "correlate", "best_predictors", "MIN_MODELS"]
 
 MIN_MODELS = 4  # below this a rank correlation over models has no usable bootstrap interval
@@ -212,12 +214,41 @@ def spearman_ci(x, y, *, n_boot: int = 2000, confidence: float = 0.95, seed: int
     return rho, float(lo), float(hi)
 
 
+def spearman_permutation_p(x, y, *, n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Spearman's rho: exact (every ordering of ``y``) up to 8 pairs, else
+    ``n_perm`` seeded random orderings, counted as ``(b + 1) / (n_perm + 1)``.
+
+    With few models the smallest attainable p is large (4 models: 2/24 = 0.083), which the bootstrap interval
+    does not show: a perfectly monotone set of 4 points has every bootstrap rho at +-1.
+
+    Examples
+    --------
+    >>> round(spearman_permutation_p([1, 2, 3, 4], [1, 2, 3, 4]), 4)
+    0.0833
+    """
+    from itertools import permutations
+
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rx, ry = rankdata(x) - (len(x) + 1) / 2, rankdata(y) - (len(y) + 1) / 2
+    den = np.sqrt((rx**2).sum() * (ry**2).sum())
+    if den == 0:
+        return float("nan")
+    observed = abs(rx @ ry) / den
+    if len(x) <= 8:
+        P = np.array(list(permutations(ry)))
+        return float(np.mean(np.abs(P @ rx) / den >= observed - 1e-12))
+    P = np.random.default_rng(seed).permuted(np.tile(ry, (n_perm, 1)), axis=1)
+    return float((np.sum(np.abs(P @ rx) / den >= observed - 1e-12) + 1) / (n_perm + 1))
+
+
 def correlate(mgms, transfer, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0):
     """Every MGM against every transfer task, across models.
 
     ``mgms``: rows ``model, head, augmentation, mgm, value`` (one value per model for each (head, augmentation,
     mgm)); ``transfer``: rows ``model, task, shots, score``.  Returns one row per (head, augmentation, mgm, task,
-    shots) with ``spearman, ci_low, ci_high, n_models``.
+    shots) with ``spearman, ci_low, ci_high, n_models`` and a permutation ``p_value``.
     """
     import pandas as pd
 
@@ -227,10 +258,11 @@ def correlate(mgms, transfer, *, n_boot: int = 2000, confidence: float = 0.95, s
         values = sub.set_index("model")["value"]
         for (task, shots) in scores.columns:
             both = pd.concat([values, scores[(task, shots)]], axis=1, join="inner").dropna()
-            rho, lo, hi = spearman_ci(both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy(), n_boot=n_boot,
-                                      confidence=confidence, seed=seed)
+            a, b = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
+            rho, lo, hi = spearman_ci(a, b, n_boot=n_boot, confidence=confidence, seed=seed)
             rows.append({"head": head, "augmentation": aug, "mgm": mgm, "task": task, "shots": int(shots),
-                         "spearman": rho, "ci_low": lo, "ci_high": hi, "n_models": len(both)})
+                         "spearman": rho, "ci_low": lo, "ci_high": hi, "n_models": len(both),
+                         "p_value": spearman_permutation_p(a, b, seed=seed)})
     return pd.DataFrame(rows)
 
 

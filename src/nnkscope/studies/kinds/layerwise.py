@@ -13,6 +13,9 @@ from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, choice, each, integer
 from ..common import build_model, eval_subset, load_data, train
+from ..explanations import CHECKS as EXPLAIN_CHECKS
+from ..explanations import DEFAULTS as EXPLAIN
+from ..explanations import explain_layer, write_explanations
 from ..figures import grid, html_table, png
 from ..own import Prepared, eval_rows, prepare_own, refine_own
 
@@ -45,12 +48,15 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Pr
         return store.read("layers")
     model = prepared.model if prepared is not None else build_model(cfg["model"], data, cfg["seed"])
     layers = prepared.layers if prepared is not None else cfg["layers"]
+    explain_at = explain_layer(cfg, model, layers)  # checked before the first epoch is measured
     cb = TrainingCallback(store, Xe, ye, layers, every=0, epochs=epochs, model_name=name, k=cfg["k"],
                           pooling=cfg["pooling"], progress=progress, samples=samples, executor=executor)
     if 0 in epochs:
         cb(0, model)
     spec = dict(cfg["train"], epochs=max(epochs))
     hist = train(model, data.X_train, data.y_train, spec, cfg["seed"], callback=cb) if max(epochs) > 0 else []
+    # before train_history: a folder with train_history is finished, explanations included
+    write_explanations(cfg, store, model, data, explain_at, model_name=name, epoch=max(epochs))
     import pandas as pd
 
     store.write("train_history", pd.DataFrame(hist or [{"epoch": 0, "loss": np.nan, "train_error": np.nan}]),
@@ -204,8 +210,8 @@ def _features_check(v):
 LAYERWISE = StudyKind(
     name="layerwise", run=run_layerwise, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": ""},
-    checks={**_LAYER_CHECKS, "features": _features_check},
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": "", "explain": EXPLAIN},
+    checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "features": _features_check},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="layerwise"),
     prepare=lambda cfg: prepare_own(cfg, trains=cfg["train"]["epochs"] > 0),
     summary="every NNK, label and class-geometry metric of every layer, after training (or of saved features)")
@@ -213,8 +219,9 @@ LAYERWISE = StudyKind(
 TRAINING = StudyKind(
     name="training", run=run_training, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30]},
-    checks={**_LAYER_CHECKS, "epochs": each(integer(0))},
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30],
+              "explain": EXPLAIN},
+    checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "epochs": each(integer(0))},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
     prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
     summary="the same at chosen epochs of one training run (0 = initialisation)")

@@ -13,10 +13,10 @@ with its own augmentation set, strength and seed).  For every model:
   R^2 of a ridge probe (Gaussian-kernel ridge by default, ``transfer.probe``) predicting each measured
   augmentation's parameters from the features of a sample and of its transformed copy.
 
-Then, per family, ``ssl_correlation``: Spearman rho across models (with a bootstrap interval) of every MGM
-(augmentation diameter and spread at ``correlation.strength``, semantic MGMs) of both heads against every transfer
-task of the *encoder*, and ``ssl_predictors``: per task, the MGM that predicts it best.  A family needs at least
-four models; everything (names, strengths, sizes) is checked before any training starts.
+Then, per family, ``ssl_correlation``: Spearman rho across models (with a bootstrap interval and a permutation
+p-value, ``p_value``) of every MGM (augmentation diameter and spread at ``correlation.strength``, semantic MGMs) of
+both heads against every transfer task of the *encoder*, and ``ssl_predictors``: per task, the MGM that predicts it
+best.  A family needs at least four models; everything (names, strengths, sizes) is checked before any training starts.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ IMAGE_FAMILY = dict(
     encoder=dict(FAMILY["encoder"], kind="cnn2d", channels=8, out_dim=64),
     projector=dict(FAMILY["projector"], hidden=64), train=dict(FAMILY["train"], epochs=15),
     augmentations=list(_ALL_2D),
-    models=[_entry("simclr", _ALL_2D, s) for s in (0.25, 0.5, 1.0)]
+    models=[_entry("simclr", _ALL_2D, s) for s in (0.25, 0.5, 1.0)] + [_entry("simclr", _ALL_2D, 1.0, seed=1)]
     + [_entry("simclr", ["translate", "elastic"], 1.0), _entry("simclr", ["rotate", "elastic"], 1.0),
-       _entry("vicreg", _ALL_2D, 1.0)])
+       _entry("vicreg", _ALL_2D, 0.5), _entry("vicreg", _ALL_2D, 1.0)])
 
 DEFAULTS = {
     "families": [FAMILY, IMAGE_FAMILY],
