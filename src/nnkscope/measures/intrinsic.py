@@ -290,9 +290,9 @@ def intrinsic_dimension(X, method: str = "twonn", *, k: int | None = None, fract
     check_choice(method, "method", METHODS)
     W = None if weights is None else _check_weights(weights, X)
     if method == "pca":
-        if W is not None:
+        if W is not None and W.ndim == 2:
             return pca_dimension(X, fraction, weights=W).astype(np.float64)
-        return float(pca_dimension(X, fraction))
+        return float(pca_dimension(X, fraction, weights=W))
     if method == "twonn":
         check_choice(fit, "fit", TWONN_FITS)
         discard = (0.0 if fit == "mle" else 0.1) if discard is None else discard

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.graph import NNKGraph
 from ..engine.neighbors import knn
 from ..errors import InvalidParameterError
 from ..measures.compare import neighbourhood_jaccard
@@ -102,7 +103,8 @@ def similarity_ci(A, B, measure="linear_cka", *, n_boot: int = 200, n_perm: int 
 
     Parameters
     ----------
-    A, B : (N, d_a), (N, d_b) arrays; row i of each is the same input.
+    A, B : (N, d_a), (N, d_b) arrays; row i of each is the same input.  ``nnk_jaccard`` and
+        ``nnk_edge_agreement`` also take the two :class:`~nnkscope.engine.graph.NNKGraph` objects already built.
     measure : a name in :data:`~nnkscope.similarity.MEASURES` or a :class:`~nnkscope.similarity.Measure`.
     n_boot : bootstrap resamples (0: no interval, NaN bounds).
     n_perm : permutations of ``B``'s rows for the p-value (0, the default: no test, NaN).
@@ -122,7 +124,12 @@ def similarity_ci(A, B, measure="linear_cka", *, n_boot: int = 200, n_perm: int 
     (True, 0.01)
     """
     m = _resolve(measure)
-    A, B = pair(A, B)
+    graphs = isinstance(A, NNKGraph) or isinstance(B, NNKGraph)
+    if graphs and m.name not in ("nnk_jaccard", "nnk_edge_agreement"):
+        raise InvalidParameterError(f"{m.name} needs the two representations as arrays, not NNK graphs")
+    if not graphs:
+        A, B = pair(A, B)
+    n = A.n_nodes if isinstance(A, NNKGraph) else len(A)
     for name, v in (("n_boot", n_boot), ("n_perm", n_perm)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise InvalidParameterError(f"{name} must be an integer >= 0 (0: skip); got {v!r}")
@@ -134,14 +141,14 @@ def similarity_ci(A, B, measure="linear_cka", *, n_boot: int = 200, n_perm: int 
         num, den, permuted = SPLITS[m.name](A, B, **options)
         out["value"] = float(num.sum() / den.sum())
         if n_boot:
-            reps = np.concatenate([(W @ num) / (W @ den) for W in bootstrap_weights(len(A), n_boot, seed)])
+            reps = np.concatenate([(W @ num) / (W @ den) for W in bootstrap_weights(n, n_boot, seed)])
             low, high = percentile_interval(reps, level)
             out["ci_low"], out["ci_high"] = float(low[0]), float(high[0])
         if n_perm:
             rng = np.random.default_rng(seed)
             hits = 0
             for _ in range(n_perm):
-                pn, pd_ = permuted(rng.permutation(len(A)))
+                pn, pd_ = permuted(rng.permutation(n))
                 s = float(pn.sum() / pd_.sum())
                 hits += s >= out["value"] if greater else s <= out["value"]
             out["p_value"] = (1 + hits) / (1 + n_perm)
