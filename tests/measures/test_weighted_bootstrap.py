@@ -9,7 +9,7 @@ import nnkscope.measures.uncertainty as unc
 from nnkscope.engine.neighbors import knn
 from nnkscope.errors import InvalidParameterError
 from nnkscope.measures.collapse import neural_collapse, separation_fuzziness, weighted_nc1_fuzziness
-from nnkscope.measures.intrinsic import intrinsic_dimension, pca_dimension
+from nnkscope.measures.intrinsic import dimension_from_weights, intrinsic_dimension, pca_dimension
 from nnkscope.measures.spectral import covariance_spectrum, spectral_summary
 from nnkscope.measures.uncertainty import (
     bootstrap_ci,
@@ -101,6 +101,8 @@ def test_weighted_intrinsic_dimension_holds_the_search_fixed():
     W = _counts(len(X), 5, 1)
     twonn = intrinsic_dimension(X, "twonn", neighbors=nb, weights=W)
     mle = intrinsic_dimension(X, "mle", neighbors=nb, weights=W)
+    assert np.array_equal(dimension_from_weights(X, "twonn", neighbors=nb)(W), twonn)  # terms computed once
+    assert np.array_equal(dimension_from_weights(X, "mle", neighbors=nb)(W), mle)
     for b, w in enumerate(W.astype(int)):
         assert twonn[b] == pytest.approx((w.sum() - 1) / np.repeat(logmu, w).sum(), rel=1e-10)
         assert mle[b] == pytest.approx(1 / np.repeat(inv, w).mean(), rel=1e-10)

@@ -56,8 +56,8 @@ from ..engine.neighbors import COSINE_DUP_EPS, DUPLICATES, METRICS, Neighbors, d
 from ..errors import InputShapeError, InvalidParameterError, TooFewPointsError
 from .spectral import covariance_spectrum
 
-__all__ = ["intrinsic_dimension", "pointwise_dimension", "pca_dimension", "pca_from_spectrum", "METHODS",
-           "POINTWISE_METHODS"]
+__all__ = ["intrinsic_dimension", "pointwise_dimension", "pca_dimension", "pca_from_spectrum",
+           "dimension_from_weights", "METHODS", "POINTWISE_METHODS"]
 
 METHODS = ("twonn", "mle", "pca")
 POINTWISE_METHODS = ("twonn", "mle")
@@ -320,6 +320,39 @@ def intrinsic_dimension(X, method: str = "twonn", *, k: int | None = None, fract
         raise InvalidParameterError("every point's neighbour distances are equal (a lattice or tied distances): "
                                     "the MLE is undefined here; use a larger k or method='pca'")
     return float(1.0 / mean_inv)
+
+
+def dimension_from_weights(X, method: str = "twonn", *, k: int | None = None, metric: str | None = None,
+                           duplicates: str = "keep", neighbors: Neighbors | None = None, search="exact",
+                           n_jobs: int | None = None):
+    """The weighted TwoNN or MLE estimate as a function of the weights, with the per-point terms computed once.
+
+    Returns a callable ``f(weights)`` (``(N,)`` or ``(B, N)`` multiplicities) equal to
+    ``intrinsic_dimension(X, method, weights=weights, ...)`` without redoing the neighbour pass per call: what a
+    bootstrap over many chunks of weights wants.  Parameters as for :func:`intrinsic_dimension` (TwoNN: the
+    unbiased MLE fit, no discard).
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).random((500, 2))
+    >>> f = dimension_from_weights(X, "mle", k=10)
+    >>> f(np.ones(500)) == intrinsic_dimension(X, "mle", k=10)
+    True
+    """
+    check_choice(method, "method", POINTWISE_METHODS)
+    dist, _, distinct = _distances(X, k, metric, duplicates, neighbors, search, n_jobs)
+    terms, ok = _twonn_logmu(dist, distinct) if method == "twonn" else _mle_inverse(dist, distinct)
+    if not ok.any():
+        raise _no_estimate_error(int(len(ok)), 0)
+    terms = terms[ok]
+    estimate = _twonn_weighted if method == "twonn" else _mle_weighted
+    n = len(dist)
+
+    def f(weights):
+        W = _check_weights(weights, np.empty((n, 0)))
+        return estimate(terms, W[..., ok])
+
+    return f
 
 
 def _check_weights(weights, X) -> np.ndarray:

@@ -55,38 +55,40 @@ def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
     [2.666666666667, 0.666666666667]
     """
     X = as_points(X, "X", min_rows=2)
+    N, d = X.shape
     w = None
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(X),) or not np.isfinite(w).all() or (w < 0).any():
-            raise InvalidParameterError(f"weights must be {len(X)} finite non-negative numbers, one per row; got "
+        if w.shape != (N,) or not np.isfinite(w).all() or (w < 0).any():
+            raise InvalidParameterError(f"weights must be {N} finite non-negative numbers, one per row; got "
                                         f"shape {w.shape}")
         if w.sum() <= 1:
             raise InvalidParameterError("the weights must sum to more than 1 (a covariance needs two points)")
-        if not (w > 0).all():
-            X, w = X[w > 0], w[w > 0]
-    n, d = X.shape
-    size = min(n if weights is None else np.size(weights), d)  # as many eigenvalues as without weights
-    total = n if w is None else w.sum()
-    if not center:
-        mean = np.zeros(d)
-    elif w is None:
-        mean = X.mean(axis=0, dtype=np.float64)
-    else:  # with w = 1 the products are X itself and the sum is np.mean's, term by term
-        mean = (X * w[:, None]).sum(axis=0, dtype=np.float64) / total
-    root = None if w is None else np.sqrt(w)[:, None]
+    n = N if w is None else int(np.count_nonzero(w))  # rows that enter the Gram matrix
+    total = N if w is None else w.sum()
+    step = max(1, _BLOCK_ENTRIES // d)
+    mean = np.zeros(d)
+    if center:  # blocked, so that no N x d temporary is made; with w = 1 both routes add the same numbers in order
+        for lo in range(0, N, step):
+            block = X[lo:lo + step]
+            mean += (block.sum(axis=0, dtype=np.float64) if w is None else
+                     (block * w[lo:lo + step, None]).sum(axis=0, dtype=np.float64))
+        mean /= total
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        """Rows lo:hi centred, as float64, each scaled by sqrt(w) (rows of weight 0 left out)."""
+        if w is None:
+            return X[lo:hi].astype(np.float64) - mean
+        keep = w[lo:hi] > 0
+        return (X[lo:hi][keep].astype(np.float64) - mean) * np.sqrt(w[lo:hi][keep])[:, None]
+
     if d <= n:
         G = np.zeros((d, d))
-        step = max(1, _BLOCK_ENTRIES // d)
-        for lo in range(0, n, step):
-            B = X[lo:lo + step].astype(np.float64) - mean
-            if root is not None:
-                B *= root[lo:lo + step]
+        for lo in range(0, N, step):
+            B = rows(lo, lo + step)
             G += B.T @ B
     else:
-        B = X.astype(np.float64) - mean
-        if root is not None:
-            B *= root
+        B = rows(0, N)
         G = B @ B.T
     lam = np.linalg.eigvalsh(G)[::-1] / (total - 1)
     if not lam[0] > 0:
@@ -94,6 +96,7 @@ def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
         raise InvalidParameterError(f"X is constant ({what}): it has no variance, so no spectrum or intrinsic "
                                     "dimension; check the layer (dead units, a collapsed representation)")
     lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
+    size = min(N, d)  # as many eigenvalues as without weights (rows of weight 0 only remove zeros)
     return lam if len(lam) == size else np.concatenate([lam, np.zeros(size - len(lam))])
 
 

@@ -34,7 +34,7 @@ from ..measures.collapse import (
     weighted_nc1_fuzziness,
 )
 from ..measures.embedding import spectral_embedding, umap_embedding
-from ..measures.intrinsic import intrinsic_dimension, pca_from_spectrum
+from ..measures.intrinsic import dimension_from_weights, intrinsic_dimension, pca_from_spectrum
 from ..measures.labels import cross_class_fraction, label_variation_graph
 from ..measures.metrics import describe_graph
 from ..measures.spectral import covariance_spectrum, spectral_summary, summarize_spectrum
@@ -103,8 +103,10 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     ``<column>_ci_high`` from ``n_boot`` seeded resamples of the points (0: none), all columns from the same
     resamples, given as multiplicities so that no statistic sees a repeated row.  The graph, its neighbour search
     and every point's own metrics are held fixed: the intervals are *conditional on the neighbourhoods* (they cover
-    which points were sampled, not how each point's neighbourhood would change in a new sample).  Columns without
-    one, and why: :data:`CI_EXEMPT`.  ``view``: the 2-D picture in ``points`` (``view_x``, ``view_y``):
+    which points were sampled, not how each point's neighbourhood would change in a new sample).  A percentile
+    interval need not contain the estimate when resampling biases the statistic (e.g. the stable rank when the top
+    two eigenvalues nearly tie: the largest eigenvalue of a resample is biased upward).  Columns without one, and
+    why: :data:`CI_EXEMPT`.  ``view``: the 2-D picture in ``points`` (``view_x``, ``view_y``):
     ``"spectral"`` (Laplacian eigenmaps of the NNK graph; PCA above :data:`SPECTRAL_VIEW_MAX` points) or
     ``"umap"`` (UMAP on the graph's own kNN candidates, seeded; needs ``umap-learn``).
 
@@ -367,13 +369,17 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
     lv_cross, lv_total = _node_split(lv_graph, codes)
     stats["label_variation"] = lambda W: (W @ lv_cross) / (W @ lv_total)
     nbrs = _neighbors(parts)
-    stats["id_twonn"] = lambda W: intrinsic_dimension(H, "twonn", neighbors=nbrs, weights=W)
-    stats["id_mle"] = lambda W: intrinsic_dimension(H, "mle", neighbors=nbrs, weights=W)
+    stats["id_twonn"] = dimension_from_weights(H, "twonn", neighbors=nbrs)
+    stats["id_mle"] = dimension_from_weights(H, "mle", neighbors=nbrs)
 
     def spectra(W):
         rows = []
         for w in W:
-            lam = covariance_spectrum(H, weights=w)
+            try:
+                lam = covariance_spectrum(H, weights=w)
+            except InvalidParameterError:  # a resample of identical rows has no spectrum: no replicate
+                rows.append([np.nan] * 5)
+                continue
             s = summarize_spectrum(lam)
             rows.append([pca_from_spectrum(lam), s["rankme"], s["participation_ratio"], s["stable_rank"],
                          s["alpha"]])
@@ -386,7 +392,7 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
     columns = list(stats) + [c for group in multi for c in group]
     reps = []
     # one small (d x d, N x K) product per resample: BLAS threads cost more than they save there (8x measured)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(divide="ignore", invalid="ignore"):
         for W in bootstrap_weights(n, n_boot, seed):
             block = [np.asarray(fn(W), dtype=np.float64).reshape(len(W), 1) for fn in stats.values()]
             block += [np.asarray(fn(W), dtype=np.float64).reshape(len(W), len(group)) for group, fn in multi.items()]
