@@ -25,7 +25,7 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
 
 def _measuring(cfg: dict) -> dict:
     """The config's interval and picture options as :func:`~nnkscope.studies.layerwise.measure_layers` takes them:
-    ``bootstrap`` (replicates of every layer-table interval, 0 = none; at 200 about 5 s per layer of 5,000 x 128
+    ``bootstrap`` (replicates of every layer-table interval, 0 = none; at 200 2.5-5 s per layer of 5,000 x 128
     on two busy cores, mostly the weighted covariance spectra) and ``view`` (``spectral`` or ``umap``; UMAP's numba
     compilation adds about 15 s once per process)."""
     return {"n_boot": cfg["bootstrap"], "view": cfg["view"]}
