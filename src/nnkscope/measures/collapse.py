@@ -34,7 +34,7 @@ from ..errors import InputShapeError, InvalidParameterError
 
 __all__ = ["ClassScatter", "scatter_in_blocks", "neural_collapse", "separation_fuzziness", "equi_separation_fit",
            "layerwise_separation", "ncc_mismatch", "held_out_nc4", "ood_orthogonality", "hyperspherical_uniformity",
-           "EquiSeparationFit"]
+           "EquiSeparationFit", "weighted_nc1_fuzziness"]
 
 _MAX_SCATTER_BYTES = 4 * 2**30  # refuse per-class matrices (explicit per_class=True) or one d x d above this
 _PER_CLASS_AUTO_BYTES = 256 * 2**20  # per_class=None keeps the K matrices up to this size
@@ -389,6 +389,65 @@ def separation_fuzziness(stats_or_H, y=None, *, weighting: str = "balanced", n_c
         w = np.full(stats.n_classes, 1 / stats.n_classes)
         return _trace_with_truncated_pinv(stats.within(balanced=True), stats.centred_means(False), w)
     return _trace_with_truncated_pinv(stats.within(), stats.centred_means(True), stats.counts / stats.n)
+
+
+def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarray, np.ndarray]:
+    """NC1 and the (balanced) separation fuzziness D of points counted ``w_i`` times, for each row of ``weights``.
+
+    The bootstrap of the class-geometry columns: row ``b`` of ``weights`` (``(B, N)`` multiplicities, e.g. from
+    :func:`~nnkscope.measures.uncertainty.bootstrap_weights`) gives the NC1 and D of the resample with point ``i``
+    repeated ``w_i`` times, without repeating rows.  Both are ``tr(S Sigma_B^+)`` for a within-class scatter ``S``
+    (pooled ``1/n`` for NC1, class-balanced for D) and the NC-convention ``Sigma_B`` of the weighted class means,
+    whose pseudo-inverse is truncated as in :func:`neural_collapse`; only ``v' S v`` along ``Sigma_B``'s ``<= K - 1``
+    eigenvectors ``v`` is needed, so each weighting costs ``O(N d K)`` (residuals to the weighted class means,
+    projected), never a ``d x d`` matrix.  ``codes``: integer classes ``0 .. n_classes-1``.  A weighting that
+    leaves a class empty or makes the class means coincide gives NaN.  With all-ones weights the values equal
+    :func:`neural_collapse`'s ``nc1`` and :func:`separation_fuzziness` to rounding (a different summation order).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); y = np.repeat([0, 1, 2], 100); H = 4 * np.eye(3)[y] + rng.normal(size=(300, 3))
+    >>> nc1, D = weighted_nc1_fuzziness(H, y, 3, np.ones((1, 300)))
+    >>> bool(np.isclose(nc1[0], neural_collapse(H, y)["nc1"])), bool(np.isclose(D[0], separation_fuzziness(H, y)))
+    (True, True)
+    """
+    H = as_points(H, "features").astype(np.float64, copy=False)
+    codes = _check_labels(codes, len(H), n_classes)
+    W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if W.shape[1] != len(H):
+        raise InputShapeError(f"weights must have one column per row of H ({len(H)}); got shape {W.shape}")
+    K = n_classes
+    onehot = np.zeros((len(H), K))
+    onehot[np.arange(len(H)), codes] = 1.0
+    counts0 = onehot.sum(0)
+    if (counts0 == 0).any():
+        raise InvalidParameterError(f"class {int(np.flatnonzero(counts0 == 0)[0])} has no row; codes must use every "
+                                    f"class 0..{K - 1}")
+    mu0 = (onehot.T @ H) / counts0[:, None]
+    # residuals to the unweighted class means, once: a resample only shifts each class mean by a small delta, so
+    # nothing small is computed as the difference of large numbers
+    R0 = H - mu0[codes]
+    nc1, fuzz = np.full(len(W), np.nan), np.full(len(W), np.nan)
+    for b, w in enumerate(W):
+        counts = w @ onehot
+        if (counts <= 0).any():
+            continue  # a class is missing from this resample
+        delta = ((onehot * w[:, None]).T @ R0) / counts[:, None]  # weighted class means minus mu0
+        means = mu0 + delta
+        A = (means - means.mean(0)) / np.sqrt(K)  # Sigma_B = A' A
+        lam, U = np.linalg.eigh(A @ A.T)
+        order = np.argsort(lam)[::-1][: K - 1]
+        lam, U = lam[order], U[:, order]
+        keep = lam > 1e-8 * lam[0] if lam[0] > 0 else np.zeros_like(lam, bool)
+        if not keep.any():
+            continue
+        V = A.T @ U[:, keep] / np.sqrt(lam[keep])  # unit eigenvectors of Sigma_B
+        P2 = (R0 @ V - (delta @ V)[codes]) ** 2 * w[:, None]  # w_i (v_j' (x_i - mu_k(w)))^2
+        per_class = onehot.T @ P2  # (K, r): v_j' S_k v_j
+        inv = 1.0 / lam[keep]
+        nc1[b] = per_class.sum(0) @ inv / w.sum() / K
+        fuzz[b] = (per_class / counts[:, None]).mean(0) @ inv
+    return nc1, fuzz
 
 
 def _as_stats(stats_or_H, y, n_classes, *, balanced: bool = False) -> ClassScatter:

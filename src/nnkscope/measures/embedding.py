@@ -15,6 +15,9 @@ coordinate is scaled to ``max |y| = 1`` within the component, and the components
 first coordinate, largest first (ties: lowest node index), centres 3 apart.  Isolated nodes (no edge) all sit at
 the next centre, ``(3 c, 0, ...)`` after ``c`` components.  A graph that is connected apart from isolated nodes
 follows the same rule.
+
+:func:`umap_embedding` is the alternative picture: UMAP (McInnes et al. 2018, the optional ``umap-learn``
+package) on a kNN search already done (e.g. the NNK graph's own candidates), so it searches nothing itself.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from scipy.sparse.linalg import eigsh
 from ..engine.graph import NNKGraph
 from ..errors import InputShapeError, InvalidParameterError, TooFewPointsError
 
-__all__ = ["spectral_embedding"]
+__all__ = ["spectral_embedding", "umap_embedding"]
 
 DENSE_MAX = 1000  # components up to this size use a dense eigendecomposition (exact, O(s^3))
 SPACING = 3.0  # distance between component centres (each spans [-1, 1])
@@ -135,3 +138,50 @@ def spectral_embedding(graph_or_adjacency, n_components: int = 2, *, seed: int =
         Y[idx] = sub
     Y[isolated, 0] = SPACING * len(comps)
     return Y
+
+
+def umap_embedding(indices: np.ndarray, distances: np.ndarray, n_components: int = 2, *, seed: int = 0,
+                   min_dist: float = 0.1) -> np.ndarray:
+    """UMAP coordinates of points from their precomputed k nearest neighbours (self excluded).
+
+    Parameters
+    ----------
+    indices, distances : (N, k) neighbour indices (self excluded, nearest first) and their distances, e.g. an NNK
+        graph's ``candidates`` and the chord ``sqrt(2 (1 - cos))`` of its cosine distances.  UMAP's
+        ``n_neighbors`` is ``k + 1`` (itself included, as UMAP counts).
+    n_components : output dimension.
+    seed : UMAP's ``random_state``: the layout is reproducible (UMAP then runs single-threaded).
+    min_dist : UMAP's ``min_dist``.
+
+    Returns
+    -------
+    (N, n_components) float64 array.
+
+    Examples
+    --------
+    >>> from nnkscope.engine.neighbors import knn
+    >>> X = np.random.default_rng(0).normal(size=(300, 5)); nb = knn(X, 10)
+    >>> umap_embedding(nb.indices, nb.distances).shape  # doctest: +SKIP
+    (300, 2)
+    """
+    from .._runtime import require
+
+    umap = require("umap", "the UMAP view (view: umap)")
+    idx = np.asarray(indices, dtype=np.int64)
+    dist = np.asarray(distances, dtype=np.float64)
+    if idx.ndim != 2 or idx.shape != dist.shape:
+        raise InputShapeError(f"indices and distances must be (N, k) arrays of the same shape; got {idx.shape} and "
+                              f"{dist.shape}")
+    n, k = idx.shape
+    if n < 4 or k < 1:
+        raise TooFewPointsError(f"UMAP needs at least 4 points and 1 neighbour each; got N={n}, k={k}")
+    # UMAP counts each point as its own nearest neighbour, at distance 0
+    idx = np.hstack([np.arange(n)[:, None], idx])
+    dist = np.hstack([np.zeros((n, 1)), dist])
+    import warnings
+
+    with warnings.catch_warnings():  # no search index is passed, so UMAP warns that transform() is unavailable
+        warnings.simplefilter("ignore")
+        model = umap.UMAP(n_neighbors=k + 1, n_components=n_components, min_dist=min_dist, random_state=seed,
+                          precomputed_knn=(idx, dist, None), init="spectral", n_jobs=1)
+        return np.asarray(model.fit_transform(np.zeros((n, 1))), dtype=np.float64)

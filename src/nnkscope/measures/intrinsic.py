@@ -32,6 +32,15 @@ check costs nothing on data without ties.  The two policies differ in the search
 point's own copies, so every point keeps ``k`` candidates; under ``"keep"`` a point with ``k - 1`` or more copies
 may have fewer than two distinct neighbours: it is left out of the global estimate, and
 :func:`pointwise_dimension` refuses it (raise ``k`` or use ``"drop"``).  No estimate is ever NaN.
+
+**Weights** (``weights=``, e.g. bootstrap multiplicities from :func:`~nnkscope.measures.uncertainty.
+bootstrap_weights`): point ``i`` counts ``w_i`` times and the neighbour search of the unweighted ``X`` is held
+fixed.  TwoNN is then ``(sum w - 1) / sum w_i log mu_i`` and MLE ``sum w / sum w_i (1 / m_i)`` (over the points
+that have an estimate); PCA uses the weighted covariance (:func:`~nnkscope.measures.spectral.covariance_spectrum`).
+A bootstrap built on these is *conditional on the neighbourhoods*: it covers the sampling variability of the
+per-point terms over points, not the change of each point's neighbours that a new sample would bring (a resample
+with repeated rows would only create zero distances, so the unconditional version is not better defined).
+All-ones weights give exactly the unweighted estimate.
 """
 
 from __future__ import annotations
@@ -47,7 +56,8 @@ from ..engine.neighbors import COSINE_DUP_EPS, DUPLICATES, METRICS, Neighbors, d
 from ..errors import InputShapeError, InvalidParameterError, TooFewPointsError
 from .spectral import covariance_spectrum
 
-__all__ = ["intrinsic_dimension", "pointwise_dimension", "pca_dimension", "METHODS", "POINTWISE_METHODS"]
+__all__ = ["intrinsic_dimension", "pointwise_dimension", "pca_dimension", "pca_from_spectrum",
+           "dimension_from_weights", "METHODS", "POINTWISE_METHODS"]
 
 METHODS = ("twonn", "mle", "pca")
 POINTWISE_METHODS = ("twonn", "mle")
@@ -208,8 +218,11 @@ def _mle_inverse(dist, distinct):
     return inv, ok
 
 
-def pca_dimension(X, fraction: float = 0.9) -> int:
+def pca_dimension(X, fraction: float = 0.9, *, weights=None):
     """Smallest number of principal components whose covariance eigenvalues hold ``fraction`` of the variance.
+
+    ``weights``: ``(N,)`` point multiplicities (the weighted covariance), or ``(B, N)`` for ``B`` estimates at once
+    (then an int array is returned).
 
     Examples
     --------
@@ -219,7 +232,19 @@ def pca_dimension(X, fraction: float = 0.9) -> int:
     """
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
         raise InvalidParameterError(f"fraction must be in (0, 1]; got {fraction!r}")
-    lam = covariance_spectrum(X)
+    if weights is not None and np.ndim(weights) == 2:
+        return np.array([pca_from_spectrum(covariance_spectrum(X, weights=w), fraction) for w in weights])
+    return pca_from_spectrum(covariance_spectrum(X, weights=weights), fraction)
+
+
+def pca_from_spectrum(lam: np.ndarray, fraction: float = 0.9) -> int:
+    """:func:`pca_dimension` from covariance eigenvalues (descending), e.g. those of a weighted covariance.
+
+    Examples
+    --------
+    >>> pca_from_spectrum(np.array([3.0, 1.0, 0.0]), 0.75)
+    1
+    """
     cum = np.cumsum(lam) / lam.sum()
     # 1e-12: a fraction met exactly (e.g. 0.5 of two equal eigenvalues) must not miss by rounding
     return int(min(np.searchsorted(cum, fraction - 1e-12) + 1, np.count_nonzero(lam)))
@@ -228,7 +253,7 @@ def pca_dimension(X, fraction: float = 0.9) -> int:
 def intrinsic_dimension(X, method: str = "twonn", *, k: int | None = None, fraction: float = 0.9,
                         fit: str = "mle", discard: float | None = None, metric: str | None = None,
                         duplicates: str = "keep", neighbors: Neighbors | None = None, search="exact",
-                        n_jobs: int | None = None) -> float:
+                        n_jobs: int | None = None, weights=None):
     """Global intrinsic dimension of the points ``X`` (rows) by TwoNN, Levina-Bickel MLE or PCA.
 
     Parameters
@@ -247,10 +272,13 @@ def intrinsic_dimension(X, method: str = "twonn", *, k: int | None = None, fract
         NNK graph) instead of a new search.
     search : the search method for :func:`~nnkscope.engine.neighbors.knn` ("exact", "hnsw", ...).
     n_jobs : threads for the search.
+    weights : ``(N,)`` non-negative point multiplicities, or ``(B, N)`` for ``B`` weightings at once (e.g. chunks of
+        :func:`~nnkscope.measures.uncertainty.bootstrap_weights`); the search is done once, on ``X`` unweighted, and
+        held fixed (see the module notes).  TwoNN takes weights with ``fit="mle"`` and ``discard=0`` only.
 
     Returns
     -------
-    float
+    float, or a ``(B,)`` array for 2-D ``weights``.
 
     Examples
     --------
@@ -260,27 +288,100 @@ def intrinsic_dimension(X, method: str = "twonn", *, k: int | None = None, fract
     (2.9, 2.9, 3.0)
     """
     check_choice(method, "method", METHODS)
+    W = None if weights is None else _check_weights(weights, X)
     if method == "pca":
-        return float(pca_dimension(X, fraction))
+        if W is not None and W.ndim == 2:
+            return pca_dimension(X, fraction, weights=W).astype(np.float64)
+        return float(pca_dimension(X, fraction, weights=W))
     if method == "twonn":
         check_choice(fit, "fit", TWONN_FITS)
         discard = (0.0 if fit == "mle" else 0.1) if discard is None else discard
         if isinstance(discard, bool) or not isinstance(discard, numbers.Real) or not 0 <= discard < 1:
             raise InvalidParameterError(f"discard must be in [0, 1); got {discard!r}")
+        if W is not None and (fit != "mle" or discard != 0):
+            raise InvalidParameterError("weights work with TwoNN's fit='mle' and discard=0 only (the censored and "
+                                        "line fits rank the ratios, which multiplicities do not extend); drop "
+                                        "weights or use those settings")
     dist, _, distinct = _distances(X, k, metric, duplicates, neighbors, search, n_jobs)
     if method == "twonn":
         logmu, ok = _twonn_logmu(dist, distinct)
         if not ok.any():
             raise _no_estimate_error(int(len(ok)), 0)
+        if W is not None:
+            return _twonn_weighted(logmu[ok], W[..., ok])
         return _twonn(logmu[ok], fit, float(discard))
     inv, ok = _mle_inverse(dist, distinct)
     if not ok.any():
         raise _no_estimate_error(int(len(ok)), 0)
+    if W is not None:
+        return _mle_weighted(inv[ok], W[..., ok])
     mean_inv = inv[ok].mean()
     if mean_inv <= 0:
         raise InvalidParameterError("every point's neighbour distances are equal (a lattice or tied distances): "
                                     "the MLE is undefined here; use a larger k or method='pca'")
     return float(1.0 / mean_inv)
+
+
+def dimension_from_weights(X, method: str = "twonn", *, k: int | None = None, metric: str | None = None,
+                           duplicates: str = "keep", neighbors: Neighbors | None = None, search="exact",
+                           n_jobs: int | None = None):
+    """The weighted TwoNN or MLE estimate as a function of the weights, with the per-point terms computed once.
+
+    Returns a callable ``f(weights)`` (``(N,)`` or ``(B, N)`` multiplicities) equal to
+    ``intrinsic_dimension(X, method, weights=weights, ...)`` without redoing the neighbour pass per call: what a
+    bootstrap over many chunks of weights wants.  Parameters as for :func:`intrinsic_dimension` (TwoNN: the
+    unbiased MLE fit, no discard).
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).random((500, 2))
+    >>> f = dimension_from_weights(X, "mle", k=10)
+    >>> f(np.ones(500)) == intrinsic_dimension(X, "mle", k=10)
+    True
+    """
+    check_choice(method, "method", POINTWISE_METHODS)
+    dist, _, distinct = _distances(X, k, metric, duplicates, neighbors, search, n_jobs)
+    terms, ok = _twonn_logmu(dist, distinct) if method == "twonn" else _mle_inverse(dist, distinct)
+    if not ok.any():
+        raise _no_estimate_error(int(len(ok)), 0)
+    terms = terms[ok]
+    estimate = _twonn_weighted if method == "twonn" else _mle_weighted
+    n = len(dist)
+
+    def f(weights):
+        W = _check_weights(weights, np.empty((n, 0)))
+        return estimate(terms, W[..., ok])
+
+    return f
+
+
+def _check_weights(weights, X) -> np.ndarray:
+    W = np.asarray(weights, dtype=np.float64)
+    n = len(X) if X is not None else None
+    if W.ndim not in (1, 2) or (n is not None and W.shape[-1] != n):
+        raise InputShapeError(f"weights must be (N,) or (B, N) with N = {n} rows of X; got shape {W.shape}")
+    if not np.isfinite(W).all() or (W < 0).any():
+        raise InvalidParameterError("weights must be finite and non-negative (point multiplicities)")
+    return W
+
+
+def _twonn_weighted(logmu: np.ndarray, W: np.ndarray):
+    """TwoNN's unbiased MLE with multiplicities; the ratios are summed in sorted order, as :func:`_twonn` does, so
+    all-ones weights reproduce it exactly.  NaN where the weights leave fewer than 2 points or all ratios are 1."""
+    order = np.argsort(logmu, kind="stable")
+    x, Wx = logmu[order], W[..., order]
+    m, denom = Wx.sum(axis=-1), (Wx * x).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where((m >= 2) & (denom > 0), (m - 1) / denom, np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def _mle_weighted(inv: np.ndarray, W: np.ndarray):
+    """``1 / (weighted mean of 1 / m_i)``; NaN where it is undefined (no weight, or all distances tied)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_inv = (W * inv).sum(axis=-1) / W.sum(axis=-1)
+        out = np.where(mean_inv > 0, 1.0 / mean_inv, np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def pointwise_dimension(X, method: str = "mle", *, k: int | None = None, metric: str | None = None,

@@ -7,7 +7,8 @@ import scipy.sparse as sp
 
 from ..errors import InputShapeError, InvalidParameterError
 
-__all__ = ["class_homogeneity", "dirichlet_energy", "cross_class_fraction", "label_variation", "label_propagation"]
+__all__ = ["class_homogeneity", "dirichlet_energy", "cross_class_fraction", "label_variation", "label_variation_graph",
+           "label_propagation"]
 
 
 def class_homogeneity(candidates: np.ndarray, theta: np.ndarray, labels: np.ndarray,
@@ -91,14 +92,28 @@ def label_variation(X, y: np.ndarray, k: int = 10, *, neighbors=None) -> float:
     >>> label_variation(X, np.array([0, 0, 1, 1]), k=1)
     0.0
     """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if y.shape != (len(X),):
+        raise InputShapeError(f"y must have one label per row ({len(X)}); got shape {y.shape}")
+    return cross_class_fraction(label_variation_graph(X, k, neighbors=neighbors), y)
+
+
+def label_variation_graph(X, k: int = 10, *, neighbors=None) -> sp.csr_array:
+    """The graph :func:`label_variation` measures: the max-symmetrised k-NN graph weighted by cosine similarity
+    (clipped at 0); ``neighbors`` as there.
+
+    Examples
+    --------
+    >>> A = label_variation_graph(np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), k=1)
+    >>> A.shape, A.nnz
+    ((4, 4), 4)
+    """
     from .._validate import as_points, check_k
     from ..engine.graph import rows_to_csr, symmetrize
     from ..engine.neighbors import knn
 
     X = as_points(X)
-    y = np.asarray(y)
-    if y.shape != (len(X),):
-        raise InputShapeError(f"y must have one label per row ({len(X)}); got shape {y.shape}")
     k = check_k(k, len(X))
     if neighbors is None:
         nb = knn(X, k, metric="cosine", duplicates="keep", progress=False)
@@ -109,8 +124,7 @@ def label_variation(X, y: np.ndarray, k: int = 10, *, neighbors=None) -> float:
             raise InputShapeError(f"neighbors must hold at least k={k} candidates for each of the {len(X)} rows; "
                                   f"got {indices.shape}")
         indices, distances = indices[:, :k], distances[:, :k]
-    A = symmetrize(rows_to_csr(indices, np.clip(1.0 - distances, 0.0, None)), "max")
-    return cross_class_fraction(A, y)
+    return symmetrize(rows_to_csr(indices, np.clip(1.0 - distances, 0.0, None)), "max")
 
 
 def label_propagation(A, y: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,13 @@ counts the others).  All four numbers are invariant to scaling ``X``:
 * ``alpha`` -- the power-law decay exponent of alpha-ReQ (Agrawal et al. 2022): ``-slope`` of the least-squares
   line through ``(log i, log lambda_i)`` for ``i`` in ``alpha_range`` (1-based, inclusive; default: 1 to the
   numerical rank), so ``lambda_i = c i^-alpha`` gives ``alpha`` exactly.
+
+``weights=`` (point multiplicities, e.g. a bootstrap resample from
+:func:`~nnkscope.measures.uncertainty.bootstrap_weights`) gives the spectrum of the weighted covariance
+``sum_i w_i (x_i - m_w)(x_i - m_w)' / (sum w - 1)`` about the weighted mean ``m_w``, i.e. of the resample with
+point ``i`` repeated ``w_i`` times, without repeating rows: the rows with ``w_i > 0`` are scaled by ``sqrt(w_i)``
+after centring.  Cost per weighting: ``O(n+ min(n+, d)^2)`` for the ``n+`` rows with positive weight, as for the
+plain spectrum.  All-ones weights take exactly the unweighted arithmetic, so they give the unweighted numbers.
 """
 
 from __future__ import annotations
@@ -26,13 +33,16 @@ import numpy as np
 from .._validate import as_points
 from ..errors import InvalidParameterError
 
-__all__ = ["covariance_spectrum", "spectral_summary"]
+__all__ = ["covariance_spectrum", "spectral_summary", "summarize_spectrum"]
 
 _BLOCK_ENTRIES = 1 << 22  # rows per Gram block * d: 32 MB of float64 at a time
 
 
-def covariance_spectrum(X, *, center: bool = True) -> np.ndarray:
+def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
     """Eigenvalues of the sample covariance of ``X`` (ddof 1), descending, ``min(N, d)`` of them.
+
+    ``weights``: optional ``(N,)`` non-negative point multiplicities (see the module notes); then ``N`` is the
+    number of rows with positive weight and the ddof-1 divisor is ``sum w - 1``.
 
     Eigenvalues under ``max(N, d) * eps`` times the largest are set to 0 (rounding noise of the Gram matrix).
     Raises :class:`~nnkscope.errors.InvalidParameterError` for a constant ``X`` (every row equal; with
@@ -45,24 +55,49 @@ def covariance_spectrum(X, *, center: bool = True) -> np.ndarray:
     [2.666666666667, 0.666666666667]
     """
     X = as_points(X, "X", min_rows=2)
-    n, d = X.shape
-    mean = X.mean(axis=0, dtype=np.float64) if center else np.zeros(d)
+    N, d = X.shape
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (N,) or not np.isfinite(w).all() or (w < 0).any():
+            raise InvalidParameterError(f"weights must be {N} finite non-negative numbers, one per row; got "
+                                        f"shape {w.shape}")
+        if w.sum() <= 1:
+            raise InvalidParameterError("the weights must sum to more than 1 (a covariance needs two points)")
+    n = N if w is None else int(np.count_nonzero(w))  # rows that enter the Gram matrix
+    total = N if w is None else w.sum()
+    step = max(1, _BLOCK_ENTRIES // d)
+    mean = np.zeros(d)
+    if center:  # blocked, so that no N x d temporary is made; with w = 1 both routes add the same numbers in order
+        for lo in range(0, N, step):
+            block = X[lo:lo + step]
+            mean += (block.sum(axis=0, dtype=np.float64) if w is None else
+                     (block * w[lo:lo + step, None]).sum(axis=0, dtype=np.float64))
+        mean /= total
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        """Rows lo:hi centred, as float64, each scaled by sqrt(w) (rows of weight 0 left out)."""
+        if w is None:
+            return X[lo:hi].astype(np.float64) - mean
+        keep = w[lo:hi] > 0
+        return (X[lo:hi][keep].astype(np.float64) - mean) * np.sqrt(w[lo:hi][keep])[:, None]
+
     if d <= n:
         G = np.zeros((d, d))
-        step = max(1, _BLOCK_ENTRIES // d)
-        for lo in range(0, n, step):
-            B = X[lo:lo + step].astype(np.float64) - mean
+        for lo in range(0, N, step):
+            B = rows(lo, lo + step)
             G += B.T @ B
     else:
-        B = X.astype(np.float64) - mean
+        B = rows(0, N)
         G = B @ B.T
-    lam = np.linalg.eigvalsh(G)[::-1] / (n - 1)
+    lam = np.linalg.eigvalsh(G)[::-1] / (total - 1)
     if not lam[0] > 0:
         what = "every row equal" if center else "every entry zero"
         raise InvalidParameterError(f"X is constant ({what}): it has no variance, so no spectrum or intrinsic "
                                     "dimension; check the layer (dead units, a collapsed representation)")
     lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
-    return lam
+    size = min(N, d)  # as many eigenvalues as without weights (rows of weight 0 only remove zeros)
+    return lam if len(lam) == size else np.concatenate([lam, np.zeros(size - len(lam))])
 
 
 def _alpha(lam: np.ndarray, alpha_range) -> float:
@@ -86,7 +121,7 @@ def _alpha(lam: np.ndarray, alpha_range) -> float:
     return float(-slope)
 
 
-def spectral_summary(X, *, center: bool = True, alpha_range: tuple[int, int] | None = None) -> dict:
+def spectral_summary(X, *, center: bool = True, alpha_range: tuple[int, int] | None = None, weights=None) -> dict:
     """RankMe, participation ratio, stable rank and power-law exponent of a representation's covariance spectrum.
 
     Parameters
@@ -96,6 +131,8 @@ def spectral_summary(X, *, center: bool = True, alpha_range: tuple[int, int] | N
         authors use.
     alpha_range : ``(first, last)`` 1-based inclusive eigenvalue indices for the power-law fit (``last`` is capped
         at the numerical rank); default: all non-zero eigenvalues.
+    weights : ``(N,)`` point multiplicities (the weighted covariance; see the module notes), or ``(B, N)`` for ``B``
+        weightings at once (then every value is a ``(B,)`` array).
 
     Returns
     -------
@@ -109,7 +146,20 @@ def spectral_summary(X, *, center: bool = True, alpha_range: tuple[int, int] | N
     >>> s["rank"], round(s["rankme"], 1), round(s["participation_ratio"], 1)
     (3.0, 3.0, 3.0)
     """
-    lam = covariance_spectrum(X, center=center)
+    if weights is not None and np.ndim(weights) == 2:
+        rows = [summarize_spectrum(covariance_spectrum(X, center=center, weights=w), alpha_range) for w in weights]
+        return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+    return summarize_spectrum(covariance_spectrum(X, center=center, weights=weights), alpha_range)
+
+
+def summarize_spectrum(lam: np.ndarray, alpha_range: tuple[int, int] | None = None) -> dict:
+    """:func:`spectral_summary` of covariance eigenvalues already computed (descending, rounding noise zeroed).
+
+    Examples
+    --------
+    >>> summarize_spectrum(np.array([2.0, 2.0, 0.0]))["participation_ratio"]
+    2.0
+    """
     nz = lam[lam > 0]
     sigma = np.sqrt(nz)
     p = sigma / sigma.sum()

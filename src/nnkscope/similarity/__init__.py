@@ -1,10 +1,11 @@
 """Representation similarity: one registry of measures between two representations of the same inputs.
 
-``similarity(A, B, measure, **options)`` evaluates a measure by name; :data:`MEASURES` maps each name to a
-:class:`Measure` that states what it promises (``higher_is_similar``, ``invariances``, ``same_points``, ``range``,
-``identity``, ``reference``); ``similarity_matrix(layers_a, layers_b, measure)`` fills a layer x layer table for two
-models.  Linear and debiased CKA also stream over row blocks of on-disk arrays (:func:`streaming_cka`), so N = 10^6
-points take ``O(d^2)`` memory.
+``similarity(A, B, measure, **options)`` evaluates a measure by name (``similarity_ci(A, B, measure, n_boot=...,
+n_perm=...)`` adds a bootstrap interval over points and a permutation p-value against chance); :data:`MEASURES` maps
+each name to a :class:`Measure` that states what it promises (``higher_is_similar``, ``invariances``,
+``same_points``, ``range``, ``identity``, ``reference``); ``similarity_matrix(layers_a, layers_b, measure)`` fills a
+layer x layer table for two models. Linear and debiased CKA also stream over row blocks of on-disk arrays
+(:func:`streaming_cka`), so N = 10^6 points take ``O(d^2)`` memory.
 
 =====================  ==========================================================  ===========================
 name                   definition                                                  invariant to
@@ -33,6 +34,7 @@ import numpy as np
 
 from ._registry import INVARIANCES, MEASURES, Measure, register, similarity, similarity_matrix
 from .cca import MIN_RATIO, canonical_correlations, pwcca, svcca
+from .intervals import NO_INTERVAL, similarity_ci
 from .kernel import debiased_cka, linear_cka, rbf_cka
 from .neighbours import cknna, mutual_knn, nnk_edge_agreement, nnk_graph_of, nnk_jaccard
 from .shape import procrustes, rdm, rsa
@@ -41,7 +43,7 @@ from .streaming import CKAStream, row_blocks, streaming_cka
 __all__ = ["similarity", "similarity_matrix", "MEASURES", "Measure", "INVARIANCES", "register", "linear_cka",
            "debiased_cka", "rbf_cka", "svcca", "pwcca", "canonical_correlations", "procrustes", "rsa", "rdm",
            "mutual_knn", "cknna", "nnk_jaccard", "nnk_edge_agreement", "streaming_cka", "CKAStream", "row_blocks",
-           "MIN_RATIO"]
+           "MIN_RATIO", "similarity_ci", "NO_INTERVAL"]
 
 _RIGID = frozenset({"translation", "isotropic_scaling", "orthogonal"})
 _DIRECTIONS = frozenset({"isotropic_scaling", "orthogonal"})  # cosine geometry: a common shift changes directions

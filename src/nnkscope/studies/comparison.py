@@ -3,6 +3,13 @@
 For every pair of (model, layer) feature sets: mean NNK-neighbourhood Jaccard and its node-shuffled chance level,
 weighted edge agreement, NNK-degree Spearman correlation, and linear CKA as the coordinate-based baseline
 (:mod:`nnkscope.measures.compare`).  Table ``compare`` has one row per ordered pair ``a < b``.
+
+With ``n_boot`` / ``n_perm`` (and at most ``max_n`` points) the Jaccard, edge agreement and linear CKA columns get
+``<col>_ci_low``, ``<col>_ci_high`` (percentile bootstrap over points) and ``<col>_p_value`` (rows of ``b``
+permuted) from :func:`nnkscope.similarity.similarity_ci`; the graph measures' intervals hold the two graphs fixed
+(see there).  Above ``max_n`` points, or with both at 0, the columns are NaN.  Cost per pair: ``n_boot + n_perm``
+linear-CKA evaluations (``O(N d_a d_b)`` each) and, for the graph measures, ``O(N k)`` per resample and one sparse
+relabelling per permutation.
 """
 
 from __future__ import annotations
@@ -13,16 +20,36 @@ import numpy as np
 
 from ..engine.pipeline import nnk_graph
 from ..measures.compare import compare_graphs, linear_cka
+from ..similarity.intervals import similarity_ci
 from ..store import RunStore
 
-__all__ = ["compare_features"]
+__all__ = ["compare_features", "pair_intervals", "INTERVAL_MEASURES"]
+
+# compare-table column -> registry measure whose similarity_ci gives its interval and p-value
+INTERVAL_MEASURES = {"jaccard": "nnk_jaccard", "edge_agreement": "nnk_edge_agreement", "linear_cka": "linear_cka"}
+
+
+def pair_intervals(A, B, Ga, Gb, *, n_boot: int, n_perm: int, seed: int = 0, max_n: int = 2000) -> dict:
+    """``<col>_ci_low``, ``<col>_ci_high``, ``<col>_p_value`` of the compare-table columns for one pair (NaN when
+    switched off or above ``max_n`` points)."""
+    out = {}
+    on = (n_boot or n_perm) and len(A) <= max_n
+    for col, name in INTERVAL_MEASURES.items():
+        if on:
+            a, b = (Ga, Gb) if name.startswith("nnk") else (A, B)
+            r = similarity_ci(a, b, name, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        else:
+            r = {"ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+        out.update({f"{col}_ci_low": r["ci_low"], f"{col}_ci_high": r["ci_high"], f"{col}_p_value": r["p_value"]})
+    return out
 
 
 def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: str = "cosine", seed: int = 0,
-                     progress: bool | None = False):
+                     progress: bool | None = False, n_boot: int = 0, n_perm: int = 0, max_n: int = 2000):
     """Compare every pair of ``features`` (``{(model, layer): (N, d) array}``, same N rows) into table ``compare``.
 
-    Pairs already in the store are skipped (resume).  Returns the table.
+    Pairs already in the store are skipped (resume).  Returns the table.  ``n_boot``, ``n_perm``, ``max_n``:
+    intervals and p-values (module notes).
 
     Examples
     --------
@@ -46,5 +73,7 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
         row = compare_graphs(graphs[a], graphs[b], seed=seed)
         row["linear_cka"] = linear_cka(features[a], features[b])
         row["a_dim"], row["b_dim"] = int(np.shape(features[a])[1]), int(np.shape(features[b])[1])
+        row.update(pair_intervals(np.asarray(features[a]), np.asarray(features[b]), graphs[a], graphs[b],
+                                  n_boot=n_boot, n_perm=n_perm, seed=seed, max_n=max_n))
         store.write("compare", pd.DataFrame([row]), a_model=a[0], a_layer=a[1], b_model=b[0], b_layer=b[1])
     return store.read("compare")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .._validate import as_points, check_choice, check_labels
 from .._version import __version__
@@ -26,13 +27,19 @@ from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
-from ..measures.collapse import equi_separation_fit, neural_collapse, scatter_in_blocks, separation_fuzziness
-from ..measures.embedding import spectral_embedding
-from ..measures.intrinsic import intrinsic_dimension
-from ..measures.labels import label_variation
+from ..measures.collapse import (
+    equi_separation_fit,
+    neural_collapse,
+    scatter_in_blocks,
+    separation_fuzziness,
+    weighted_nc1_fuzziness,
+)
+from ..measures.embedding import spectral_embedding, umap_embedding
+from ..measures.intrinsic import dimension_from_weights, intrinsic_dimension, pca_from_spectrum
+from ..measures.labels import cross_class_fraction, label_variation_graph
 from ..measures.metrics import describe_graph
-from ..measures.spectral import spectral_summary
-from ..measures.uncertainty import bootstrap_ci
+from ..measures.spectral import covariance_spectrum, spectral_summary, summarize_spectrum
+from ..measures.uncertainty import bootstrap_weights, percentile_interval, weighted_mean, weighted_median
 from ..nn.capture import capture
 from ..store import RunStore
 
@@ -41,18 +48,20 @@ __all__ = ["layerwise", "measure_layers", "TrainingCallback"]
 
 IDENTITY_COLUMNS = ("unit_id", "settings", "data_fingerprint", "labels_fingerprint", "model_fingerprint",
                     "nnkscope_version")
+VIEWS = ("spectral", "umap")
+N_BOOT = 200  # default bootstrap replicates of every layer-table interval (study config key ``bootstrap``)
 
 
 def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: str = "model", epoch: int = 0,
               k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None, pooling: str = "flatten",
               include_input: bool = True, on_change: str = "error", progress: bool | None = False,
-              samples=None, executor=None) -> dict:
+              samples=None, executor=None, n_boot: int = N_BOOT, view: str = "spectral") -> dict:
     """Measure every selected layer of ``model`` on ``(X, y)`` and write the parts; returns what it computed.
 
     A layer already in the run folder is skipped only when it was measured with the same settings, the same
     inputs and labels and the same model weights; otherwise ``on_change="error"`` (default) refuses with what
     differs and ``"replace"`` recomputes it.  ``samples``: each row's identifier in the user's data (the
-    ``sample`` column of table ``points``; default: none).
+    ``sample`` column of table ``points``; default: none).  ``n_boot`` and ``view``: as in :func:`measure_layers`.
     """
     from ..nn.models import weights_fingerprint
 
@@ -63,19 +72,20 @@ def layerwise(model, X: np.ndarray, y, layers, store: RunStore, *, model_name: s
     source = _with_samples(source, samples, len(X))
     s = _settings(settings, k, kernel)
     labels_fp = fingerprint(check_labels(y, len(X))[1][:, None])
-    todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change) if n != "input"]
+    options = _options(n_boot, view)
+    todo = [n for n in _todo(store, keys, names, s, source, labels_fp, on_change, options) if n != "input"]
     device = next((p.device for p in model.parameters()), "cpu")  # a model trained on a GPU is measured there
     acts = capture(model, X, todo, pooling=pooling, device=device) if todo else {}
     acts["input"] = X
     return measure_layers({name: (lambda name=name: acts.get(name)) for name in names}, y, store,
                           model_name=model_name, epoch=epoch, settings=s, on_change=on_change, progress=progress,
-                          samples=samples, executor=executor, _source=source)
+                          samples=samples, executor=executor, n_boot=n_boot, view=view, _source=source)
 
 
 def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "model", epoch: int = 0,
                    k: int = 20, kernel: str = "cosine", settings: GraphSettings | None = None,
                    on_change: str = "error", progress: bool | None = False, samples=None, executor=None,
-                   _source: dict | None = None) -> dict:
+                   n_boot: int = N_BOOT, view: str = "spectral", _source: dict | None = None) -> dict:
     """Measure precomputed per-layer features ``{name: (N, ...) array or a callable returning one}`` (in depth
     order: the layer index is the position) and write tables ``points``, ``layers`` and ``fits``.
 
@@ -90,6 +100,17 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     results join back to the inputs.  Each layer is a task on ``executor`` (None: in this process; a
     ``concurrent.futures`` pool or a Dask client: the layers are saved once under the run folder, which every
     worker must reach, and each worker reads its own).
+
+    Every estimate in ``layers`` gets a 95 % percentile-bootstrap interval ``<column>_ci_low`` /
+    ``<column>_ci_high`` from ``n_boot`` seeded resamples of the points (0: none), all columns from the same
+    resamples, given as multiplicities so that no statistic sees a repeated row.  The graph, its neighbour search
+    and every point's own metrics are held fixed: the intervals are *conditional on the neighbourhoods* (they cover
+    which points were sampled, not how each point's neighbourhood would change in a new sample).  A percentile
+    interval need not contain the estimate when resampling biases the statistic (e.g. the stable rank when the top
+    two eigenvalues nearly tie: the largest eigenvalue of a resample is biased upward).  Columns without one, and
+    why: :data:`CI_EXEMPT`.  ``view``: the 2-D picture in ``points`` (``view_x``, ``view_y``):
+    ``"spectral"`` (Laplacian eigenmaps of the NNK graph; PCA above :data:`SPECTRAL_VIEW_MAX` points) or
+    ``"umap"`` (UMAP on the graph's own kNN candidates, seeded; needs ``umap-learn``).
 
     Examples
     --------
@@ -107,6 +128,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     """
 
     check_choice(on_change, "on_change", ("error", "replace"))
+    options = _options(n_boot, view)
     keys = {"model": model_name, "epoch": int(epoch)}
     s = _settings(settings, k, kernel)
     classes, codes = check_labels(y)
@@ -126,7 +148,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             H = H() if callable(H) else H
             source = _with_samples({"features": fingerprint(np.asarray(H).reshape(len(H), -1))}, samples,
                                    len(codes))
-        unit = _unit(s, source, labels_fp)
+        unit = _unit(s, source, labels_fp, options)
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
         H = H() if callable(H) else H
@@ -138,7 +160,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(H).reshape(len(H), -1))
             H = str(path)
-        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples))
+        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options))
     summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
@@ -147,13 +169,14 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
 
 
 def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
-                  progress, samples=None) -> dict:
+                  progress, samples=None, options: dict | None = None) -> dict:
     """One (model, epoch, layer) unit: every metric of the layer, written as its ``layers`` and ``points`` parts.
 
     A task of its own (module level, picklable): in this process by default, or on any executor's workers, which
     read the layer from disk when ``H`` is a path."""
     import pandas as pd
 
+    options = options or _options(N_BOOT, "spectral")
     store = RunStore(root, create=False)
     H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
@@ -173,9 +196,12 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
         if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
             g = parts.read(0, ["candidates", "distances"])
             shared = (g["candidates"], g["distances"])
-        summary["label_variation"] = label_variation(H, codes, k=k_lv, neighbors=shared)
+        lv_graph = label_variation_graph(H, k=k_lv, neighbors=shared)
+        summary["label_variation"] = cross_class_fraction(lv_graph, codes)
         summary.update(_peer_measures(H, parts, df))
-        df["view_x"], df["view_y"], summary["view"] = _picture(H, parts)
+        if options["n_boot"]:
+            summary.update(_intervals(H, parts, df, summary, codes, len(classes), lv_graph, options["n_boot"]))
+        df["view_x"], df["view_y"], summary["view"] = _picture(H, parts, options["view"])
         if samples is not None:  # each point's row in the user's data, next to the graph's node index
             df.insert(1, "sample", samples)
     except NNKScopeError as exc:  # name the unit: a study measures many
@@ -199,10 +225,21 @@ def _settings(settings: GraphSettings | None, k: int, kernel: str) -> GraphSetti
     return settings if settings is not None else GraphSettings(k=k, kernel=kernel, duplicates="keep")
 
 
-def _unit(settings: GraphSettings, source: dict, labels_fp: str) -> dict:
+def _options(n_boot, view) -> dict:
+    """The measuring options a layer's identity includes (besides the graph settings)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise InvalidParameterError(f"n_boot (study config: bootstrap) must be an integer >= 0 (0: no intervals); "
+                                    f"got {n_boot!r}")
+    check_choice(view, "view", VIEWS)
+    return {"n_boot": int(n_boot), "view": view}
+
+
+def _unit(settings: GraphSettings, source: dict, labels_fp: str, options: dict | None = None) -> dict:
     """What identifies a measured layer: every setting, the inputs' and labels' content, the model weights."""
+    options = options or _options(N_BOOT, "spectral")
     record = {"settings": settings.to_dict(), "source": source, "labels": labels_fp, "nnkscope": __version__,
-              "measures": {"energy": 0.9, "label_variation_k": 10}}
+              "measures": {"energy": 0.9, "label_variation_k": 10, "bootstrap": options["n_boot"],
+                           "bootstrap_seed": 0, "view": options["view"]}}
     text = json.dumps(record, sort_keys=True, default=str)
     return {"unit_id": hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
             "settings": json.dumps(record["settings"], sort_keys=True, default=str),
@@ -253,48 +290,141 @@ def _differences(old: dict, new: dict) -> list[str]:
     return out
 
 
-def _todo(store, keys, names, settings, source, labels_fp, on_change) -> list[str]:
+def _todo(store, keys, names, settings, source, labels_fp, on_change, options=None) -> list[str]:
     """Layers that need measuring (raising on a stored layer that was measured differently)."""
     known = _identities(store, keys)
-    unit = _unit(settings, source, labels_fp)
+    unit = _unit(settings, source, labels_fp, options)
     return [n for n in names if not store.has("points", layer=n, **keys)
             or _changed(store, keys, n, known, unit, on_change)]
 
 
-# per-point columns whose layer-level mean gets a bootstrap interval: layer column -> (point column, statistic)
-CI_COLUMNS = {"mean_nnk_degree": ("nnk_degree", "mean"), "mean_diameter": ("diameter", "mean"),
-              "mean_local_id": ("local_id", "mean"), "mean_curvature": ("curvature", "mean"),
-              "mean_interpolation_error": ("interpolation_error", "mean"),
-              "loo_error_nnk": ("loo_error_nnk", "mean"), "loo_error_kernel": ("loo_error_kernel", "mean"),
-              "homogeneous_fraction_H": ("homogeneity", "homogeneous")}
-N_BOOT = 400
+# layer columns that are layer means of a per-point column: layer column -> point column
+MEAN_OF = {"mean_nnk_degree": "nnk_degree", "mean_interpolation_error": "interpolation_error",
+           "mean_error": "interpolation_error", "mean_diameter": "diameter", "mean_local_id": "local_id",
+           "mean_curvature": "curvature", "mean_homogeneity": "homogeneity",
+           **{f"loo_error_{w}": f"loo_error_{w}" for w in ("nnk", "nnk_uniform", "kernel", "uniform")}}
+MEDIAN_OF = {"median_nnk_degree": "nnk_degree", "median_local_id": "local_id"}
+# scalar columns of ``layers`` without an interval, and why
+CI_EXEMPT = {
+    **dict.fromkeys(("n", "n_nodes", "k", "kernel", "sigma", "solver", "rule", "knn_method", "layer_index", "view",
+                     "undefined", "layer", "model", "epoch", *IDENTITY_COLUMNS),
+                    "an identifier, a setting or a note, not an estimate"),
+    "curvature_dim": "the tangent dimension the curvature proxy used (a setting chosen from the data)",
+    "knn_recall": "a property of the approximate search, measured on its own seeded sample",
+    **dict.fromkeys(("directed_edges", "undirected_edges", "isolated_nodes", "nodes_without_candidates",
+                     "degenerate_solves", "solves_at_iteration_cap", "loo_fallback_nodes"),
+                    "a count describing this graph's computation (a diagnostic), not an estimate"),
+}
+CI_LEVEL = 0.95
 
 
 def _peer_measures(H: np.ndarray, parts, df) -> dict:
-    """Global intrinsic dimension (on the graph's own neighbour search), spectral summaries, and percentile-bootstrap
-    intervals (over points, seeded) of the layer means of per-point metrics."""
-    g = parts.read(0, ["candidates", "distances"])
-    nbrs = Neighbors(g["candidates"], g["distances"], parts.settings.metric, parts.settings.knn.name,
-                     parts.settings.duplicates, 0)
+    """Global intrinsic dimension (on the graph's own neighbour search) and spectral summaries."""
+    nbrs = _neighbors(parts)
     out = {"id_twonn": intrinsic_dimension(H, "twonn", neighbors=nbrs),
            "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(intrinsic_dimension(H, "pca"))}
     spec = spectral_summary(H)
     out.update(rankme=spec["rankme"], participation_ratio=spec["participation_ratio"],
                stable_rank=spec["stable_rank"], spectral_alpha=spec["alpha"])
-    for name, (col, stat) in CI_COLUMNS.items():
-        if col in df:
-            values = df[col].to_numpy(dtype=np.float64)
-            fn = np.mean if stat == "mean" else (lambda v: float(np.mean(v == 1)))
-            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(fn, values, n_boot=N_BOOT, seed=0)
+    return out
+
+
+def _neighbors(parts) -> Neighbors:
+    g = parts.read(0, ["candidates", "distances"])
+    return Neighbors(g["candidates"], g["distances"], parts.settings.metric, parts.settings.knn.name,
+                     parts.settings.duplicates, 0)
+
+
+def _node_split(A, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per node: its cross-class edge weight and its total edge weight in the symmetric adjacency ``A``."""
+    A = A.tocoo()
+    cross = np.bincount(A.row, A.data * (codes[A.row] != codes[A.col]), minlength=A.shape[0])
+    return cross, np.bincount(A.row, A.data, minlength=A.shape[0])
+
+
+def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_classes: int, lv_graph,
+               n_boot: int, seed: int = 0) -> dict:
+    """``<column>_ci_low`` / ``_ci_high`` of every estimate in the layer's row: the percentile bootstrap over
+    points, all columns from the same ``n_boot`` seeded multinomial resamples (multiplicities, never repeated rows).
+
+    Per-point metrics, the graph, the neighbour search and the per-point ID terms are computed once and held fixed
+    (the interval is conditional on the neighbourhoods); what is recomputed per resample is what the points'
+    multiplicities enter: weighted means and medians of per-point columns; the node-decomposed edge sums
+    (Dirichlet energy ``sum_i w_i c_i``, cross-class fractions ``sum_i w_i c_i / sum_i w_i a_i`` with ``c_i``, ``a_i``
+    node i's cross-class and total edge weight); TwoNN / MLE from the per-point log ratios; the weighted covariance
+    spectrum (PCA dimension and spectral summaries, ``O(N min(N, d)^2)`` per resample); NC1 and D from the weighted
+    class means (``O(N d K)`` per resample).
+    """
+    n = len(H)
+    stats: dict = {}
+    for table, fn in ((MEAN_OF, weighted_mean), (MEDIAN_OF, weighted_median)):
+        for col, pcol in table.items():
+            if col in summary and pcol in df:
+                values = df[pcol].to_numpy(dtype=np.float64)
+                stats[col] = (lambda W, v=values, fn=fn: fn(v, W))
+    if "homogeneity" in df:
+        hom = (df["homogeneity"].to_numpy() == 1).astype(np.float64)
+        stats["homogeneous_fraction_H"] = lambda W: weighted_mean(hom, W)
+        gap = (df["loo_error_nnk_uniform"].to_numpy(dtype=np.float64)
+               - df["loo_error_nnk"].to_numpy(dtype=np.float64))
+        stats["weighted_unweighted_gap"] = lambda W: weighted_mean(gap, W)
+        cross, total = _node_split(parts.to_graph().adjacency(parts.settings.symmetrize), codes)
+        stats["dirichlet_energy"] = lambda W: W @ cross
+        stats["cross_class_edge_fraction"] = lambda W: (W @ cross) / (W @ total)
+    lv_cross, lv_total = _node_split(lv_graph, codes)
+    stats["label_variation"] = lambda W: (W @ lv_cross) / (W @ lv_total)
+    nbrs = _neighbors(parts)
+    stats["id_twonn"] = dimension_from_weights(H, "twonn", neighbors=nbrs)
+    stats["id_mle"] = dimension_from_weights(H, "mle", neighbors=nbrs)
+
+    def spectra(W):
+        rows = []
+        for w in W:
+            try:
+                lam = covariance_spectrum(H, weights=w)
+            except InvalidParameterError:  # a resample of identical rows has no spectrum: no replicate
+                rows.append([np.nan] * 5)
+                continue
+            s = summarize_spectrum(lam)
+            rows.append([pca_from_spectrum(lam), s["rankme"], s["participation_ratio"], s["stable_rank"],
+                         s["alpha"]])
+        return np.array(rows, dtype=np.float64)
+
+    multi = {("id_pca", "rankme", "participation_ratio", "stable_rank", "spectral_alpha"): spectra}
+    if np.isfinite(summary.get("nc1", np.nan)):
+        multi["nc1", "separation_fuzziness"] = lambda W: np.column_stack(weighted_nc1_fuzziness(H, codes, n_classes,
+                                                                                               W))
+    columns = list(stats) + [c for group in multi for c in group]
+    reps = []
+    # one small (d x d, N x K) product per resample: BLAS threads cost more than they save there (8x measured)
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(divide="ignore", invalid="ignore"):
+        for W in bootstrap_weights(n, n_boot, seed):
+            block = [np.asarray(fn(W), dtype=np.float64).reshape(len(W), 1) for fn in stats.values()]
+            block += [np.asarray(fn(W), dtype=np.float64).reshape(len(W), len(group)) for group, fn in multi.items()]
+            reps.append(np.hstack(block))
+    low, high = percentile_interval(np.concatenate(reps), CI_LEVEL)
+    out = {}
+    for col, lo, hi in zip(columns, low, high, strict=True):
+        out[f"{col}_ci_low"], out[f"{col}_ci_high"] = float(lo), float(hi)
+    for col in ("nc1", "separation_fuzziness"):  # undefined for the layer: no interval either
+        if col in summary and f"{col}_ci_low" not in out:
+            out[f"{col}_ci_low"] = out[f"{col}_ci_high"] = np.nan
     return out
 
 
 SPECTRAL_VIEW_MAX = 5000  # above this the sparse eigensolver costs more than the rest of the layer: PCA instead
 
 
-def _picture(H: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray, str]:
-    """A 2-D picture of the layer for the report: the spectral embedding of its NNK graph (Laplacian eigenmaps on
-    the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal components above."""
+def _picture(H: np.ndarray, parts, view: str = "spectral") -> tuple[np.ndarray, np.ndarray, str]:
+    """A 2-D picture of the layer for the report: ``"spectral"``, the spectral embedding of its NNK graph
+    (Laplacian eigenmaps on the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal
+    components above; ``"umap"``, UMAP (seed 0) on the graph's own kNN candidates at any size."""
+    if view == "umap":
+        nbrs = _neighbors(parts)
+        # UMAP's fuzzy sets want a length: the chord of unit rows for cosine candidates (stored as 1 - cos)
+        dist = np.sqrt(2.0 * nbrs.distances) if nbrs.metric == "cosine" else nbrs.distances
+        E = umap_embedding(nbrs.indices, dist, 2, seed=0)
+        return E[:, 0], E[:, 1], "umap"
     if len(H) <= SPECTRAL_VIEW_MAX:
         E = spectral_embedding(parts.to_graph(), 2)
         return E[:, 0], E[:, 1], "spectral"

@@ -10,10 +10,15 @@ import numpy as np
 
 from ...errors import InvalidParameterError
 from ...store import RunStore
-from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, each
+from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, each, integer
 from ..common import build_model, eval_subset, load_data, train
 from ..figures import html_table, png
 from ..own import Prepared, eval_rows
+
+# bootstrap resamples and permutations per compared pair (0 = off); pairs with more points than intervals_max_n get
+# NaN intervals (cost: n_boot + n_perm similarity evaluations per pair and measure)
+INTERVAL_DEFAULTS = {"bootstrap": 200, "permutations": 199, "intervals_max_n": 2000}
+INTERVAL_CHECKS = {"bootstrap": integer(0), "permutations": integer(0), "intervals_max_n": integer(0)}
 
 
 def run_compare(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
@@ -36,7 +41,8 @@ def run_compare(cfg: dict, store: RunStore, progress=None, prepared: Prepared | 
             train(model, data.X_train, data.y_train, cfg["train"], entry["seed"])
         for layer, H in capture(model, Xe, entry["layers"], pooling=cfg["pooling"]).items():
             features[(entry["name"], layer)] = np.asarray(H, np.float64).reshape(len(Xe), -1)
-    return compare_features(features, store, k=cfg["k"], progress=progress)
+    return compare_features(features, store, k=cfg["k"], progress=progress, n_boot=cfg["bootstrap"],
+                            n_perm=cfg["permutations"], max_n=cfg["intervals_max_n"])
 
 
 def _refine(cfg: dict, overrides: dict) -> dict:
@@ -115,8 +121,9 @@ def _compare_section(store: RunStore) -> dict:
 COMPARE = StudyKind(
     name="compare", run=run_compare, section=_compare_section, tables=("compare",),
     defaults={"data": OWN_DATA, "train": TRAIN, "k": 25, "eval_per_class": 60, "pooling": "flatten",
-              "models": [{"name": "mlp_bn", "seed": 0, "layers": "blocks.*", "model": OWN_MODEL}]},
+              "models": [{"name": "mlp_bn", "seed": 0, "layers": "blocks.*", "model": OWN_MODEL}],
+              **INTERVAL_DEFAULTS},
     open_lists={"models": {"name": "model", "seed": 0, "layers": "blocks.*", "model": OWN_MODEL}},
     refine=_refine, prepare=_prepare,
-    checks={"models": each(lambda e: None if isinstance(e, dict) else "a mapping")},
+    checks={"models": each(lambda e: None if isinstance(e, dict) else "a mapping"), **INTERVAL_CHECKS},
     summary="models/layers pairwise: NNK Jaccard, edge agreement, degree Spearman, linear CKA")

@@ -21,6 +21,7 @@ from ...store import RunStore
 from ..base import StudyKind, choice, each, integer
 from ..figures import grid, html_table, png
 from ..own import Prepared
+from .compare import INTERVAL_CHECKS, INTERVAL_DEFAULTS
 
 __all__ = ["COMPARE_FEATURES", "MEASURES", "available_measures", "run_compare_features"]
 
@@ -158,7 +159,9 @@ def run_compare_features(cfg: dict, store: RunStore, progress=None, prepared: Pr
                     value, chance = fn(A, B, pair)
                     rows.append({"measure": name, "value": float(value), "chance": float(chance),
                                  "dim_a": int(A.shape[1]), "dim_b": int(B.shape[1]), "n": int(len(A)),
-                                 "index_a": ia, "index_b": ib})
+                                 "index_a": ia, "index_b": ib,
+                                 **_interval(name, A, B, lambda ma=ma, la=la, mb=mb, lb=lb: (graph(ma, la),
+                                                                                            graph(mb, lb)), cfg)})
                 store.write("similarity", pd.DataFrame(rows), **keys)
     if prepared.y is not None:  # with labels, each feature set's own layer-wise metrics too
         from ..layerwise import measure_layers
@@ -167,8 +170,31 @@ def run_compare_features(cfg: dict, store: RunStore, progress=None, prepared: Pr
             measure_layers(models[model], prepared.y, store, model_name=model, epoch=0, k=cfg["k"],
                            kernel=cfg["kernel"], progress=progress, samples=np.arange(len(prepared.y)))
     t = store.read("similarity").sort_values(["model_a", "model_b", "index_a", "index_b"], kind="stable")
-    return t[["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b",
-              "n"]].reset_index(drop=True)
+    cols = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b", "n",
+            "ci_low", "ci_high", "p_value"]
+    return t[[c for c in cols if c in t.columns]].reset_index(drop=True)  # a run folder from before intervals
+
+
+# this kind's measure names -> the similarity registry's (the NNK ones take the graphs built here)
+_REGISTRY_NAME = {"nnk_jaccard": "nnk_jaccard", "edge_agreement": "nnk_edge_agreement"}
+
+
+def _interval(name: str, A, B, graphs, cfg: dict) -> dict:
+    """``ci_low``, ``ci_high``, ``p_value`` of one value (:func:`nnkscope.similarity.similarity_ci`): NaN when
+    ``bootstrap`` and ``permutations`` are 0, above ``intervals_max_n`` points, or where the measure has no interval
+    (cknna: no interval, its p-value only)."""
+    from ...similarity.intervals import NO_INTERVAL, similarity_ci
+
+    nan = {"ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    n_boot, n_perm = cfg["bootstrap"], cfg["permutations"]
+    reg = _REGISTRY_NAME.get(name, name)
+    n_boot = 0 if reg in NO_INTERVAL else n_boot
+    if not (n_boot or n_perm) or len(A) > cfg["intervals_max_n"]:
+        return nan
+    opts = {"k": cfg["k"], "kernel": cfg["kernel"]} if reg in ("nnk_jaccard", "nnk_edge_agreement") else {}
+    a, b = graphs() if opts else (A, B)
+    r = similarity_ci(a, b, reg, n_boot=n_boot, n_perm=n_perm, seed=cfg["seed"], **opts)
+    return {key: float(r[key]) for key in nan}
 
 
 def _matrix(sub, rows: list, cols: list) -> np.ndarray:
@@ -219,10 +245,10 @@ def _section(store: RunStore) -> dict:
 COMPARE_FEATURES = StudyKind(
     name="compare-features", run=run_compare_features, section=_section, tables=("similarity",),
     defaults={"features": [], "names": [], "labels": "", "k": 25, "kernel": "cosine", "seed": 0,
-              "measures": ["linear_cka", "nnk_jaccard", "edge_agreement"]},
+              "measures": ["linear_cka", "nnk_jaccard", "edge_agreement"], **INTERVAL_DEFAULTS},
     checks={"features": each(lambda p: None if isinstance(p, str) and p else "a file path"),
             "names": each(lambda p: None if isinstance(p, str) and p else "a name", non_empty=False),
             "measures": each(lambda m: None if m in available_measures() else f"one of {available_measures()}"),
-            "kernel": choice("cosine", "gaussian"), "k": integer(1)},
+            "kernel": choice("cosine", "gaussian"), "k": integer(1), **INTERVAL_CHECKS},
     prepare=_prepare,
     summary="saved features of two models, layer x layer: linear CKA, NNK Jaccard, edge agreement")

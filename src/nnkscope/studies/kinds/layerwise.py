@@ -26,6 +26,14 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
                  ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
+def _measuring(cfg: dict) -> dict:
+    """The config's interval and picture options as :func:`~nnkscope.studies.layerwise.measure_layers` takes them:
+    ``bootstrap`` (replicates of every layer-table interval, 0 = none; at 200 2.5-5 s per layer of 5,000 x 128
+    on two busy cores, mostly the weighted covariance spectra) and ``view`` (``spectral`` or ``umap``; UMAP's numba
+    compilation adds about 15 s once per process)."""
+    return {"n_boot": cfg["bootstrap"], "view": cfg["view"]}
+
+
 def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Prepared | None = None,
                       executor=None) -> object:
     from ..layerwise import TrainingCallback
@@ -50,7 +58,8 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Pr
     layers = prepared.layers if prepared is not None else cfg["layers"]
     explain_at = explain_layer(cfg, model, layers)  # checked before the first epoch is measured
     cb = TrainingCallback(store, Xe, ye, layers, every=0, epochs=epochs, model_name=name, k=cfg["k"],
-                          pooling=cfg["pooling"], progress=progress, samples=samples, executor=executor)
+                          pooling=cfg["pooling"], progress=progress, samples=samples, executor=executor,
+                          **_measuring(cfg))
     if 0 in epochs:
         cb(0, model)
     spec = dict(cfg["train"], epochs=max(epochs))
@@ -78,8 +87,7 @@ def _measure_minilm(cfg: dict, store: RunStore, progress, executor=None) -> None
         return
     bert, tokenizer, _ = load_minilm()
     measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
-                   executor=executor,
-                   progress=progress)
+                   executor=executor, progress=progress, **_measuring(cfg))
 
 
 def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progress, executor=None) -> None:
@@ -89,7 +97,7 @@ def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progres
     n = len(prepared.y)
     if prepared.kind == "features":
         measure_layers(prepared.features, prepared.y, store, model_name=prepared.model_name, epoch=0, k=cfg["k"],
-                       progress=progress, samples=np.arange(n), executor=executor)
+                       progress=progress, samples=np.arange(n), executor=executor, **_measuring(cfg))
         return
     from ...nn.capture import hidden_states
 
@@ -105,7 +113,7 @@ def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progres
               "pooling": pooling}
     measure_layers({name: (lambda name=name: state(name)) for name in prepared.layers}, prepared.y, store,
                    model_name=prepared.model_name, epoch=0, k=cfg["k"], progress=progress, samples=np.arange(n),
-                   executor=executor, _source=source)
+                   executor=executor, _source=source, **_measuring(cfg))
 
 
 def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
@@ -172,8 +180,9 @@ def _layers_section(store: RunStore) -> dict:
     axes[0].legend(fontsize=7)
     figs.append(("Per-point distributions", png(fig)))
     if "view_x" in store.read("points").columns:
-        figs.append(("Each layer in 2-D (spectral embedding of its NNK graph; PCA for large layers), last epoch, "
-                     "coloured by label", _views(store)))
+        how = ("UMAP on its NNK graph's kNN candidates" if "umap" in set(layers.get("view", ())) else
+               "spectral embedding of its NNK graph; PCA for large layers")
+        figs.append((f"Each layer in 2-D ({how}), last epoch, coloured by label", _views(store)))
     table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
         "model", "layer", "kernel")])
     return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
@@ -198,7 +207,8 @@ def _summary(store: RunStore, layers) -> list[str]:
     return lines
 
 
-_LAYER_CHECKS = {"eval_on": choice("test", "train"), "model.width": lambda v: None if (
+_LAYER_CHECKS = {"eval_on": choice("test", "train"), "bootstrap": integer(0), "view": choice("spectral", "umap"),
+                 "model.width": lambda v: None if (
     isinstance(v, int) and v > 0 or isinstance(v, list) and v and all(isinstance(w, int) and w > 0 for w in v))
     else "a positive integer or a list of them"}
 
@@ -210,7 +220,8 @@ def _features_check(v):
 LAYERWISE = StudyKind(
     name="layerwise", run=run_layerwise, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
-              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": "", "explain": EXPLAIN},
+              "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": "", "bootstrap": 200,
+              "view": "spectral", "explain": EXPLAIN},
     checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "features": _features_check},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="layerwise"),
     prepare=lambda cfg: prepare_own(cfg, trains=cfg["train"]["epochs"] > 0),
@@ -220,7 +231,7 @@ TRAINING = StudyKind(
     name="training", run=run_training, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
               "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30],
-              "explain": EXPLAIN},
+              "bootstrap": 200, "view": "spectral", "explain": EXPLAIN},
     checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "epochs": each(integer(0))},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
     prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
