@@ -8,7 +8,7 @@ import numpy as np
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
 from ..common import build_model, load_data, train
-from ..figures import grid, html_table, png
+from ..figures import grid, html_table, png, spearman
 
 # the channel layers of each model kind: "channels" is ChannelConvNet's separable last layer
 LAYERS = {"channel_convnet": ["trunk.1", "trunk.3", "trunk.6", "channels"], "cnn1d": ["conv1", "conv2", "conv3"]}
@@ -103,16 +103,6 @@ def _table(store: RunStore):
     return t[cols].sort_values(["dropout", "seed", "layer_index"], ignore_index=True)
 
 
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-        return float("nan")
-    return float(spearmanr(a[ok], b[ok]).statistic)
-
-
 def bootstrap_spearman(a, b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """Spearman's rho of ``(a, b)`` and a seeded percentile bootstrap 95 % interval (resampling the pairs).
 
@@ -123,9 +113,9 @@ def bootstrap_spearman(a, b, n_boot: int = 1000, seed: int = 0) -> tuple[float, 
     (0.829, True)
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    rho = _spearman(a, b)
+    rho = spearman(a, b)
     rng = np.random.default_rng(seed)
-    boots = [_spearman(a[i], b[i]) for i in (rng.integers(0, len(a), len(a)) for _ in range(n_boot))]
+    boots = [spearman(a[i], b[i]) for i in (rng.integers(0, len(a), len(a)) for _ in range(n_boot))]
     boots = np.asarray([v for v in boots if np.isfinite(v)])
     if not len(boots):
         return rho, float("nan"), float("nan")
@@ -146,8 +136,8 @@ def correlations(store: RunStore):
         per_model = pr[pr.layer == layer].groupby(["dropout", "seed"])
         with warnings.catch_warnings():  # a layer whose channels are all constant in every model: no correlation
             warnings.simplefilter("ignore", RuntimeWarning)
-            drop_o = float(np.nanmean([_spearman(g.overlap, g.accuracy_drop) for _, g in per_model]))
-            drop_a = float(np.nanmean([_spearman(g.mean_abs_activation, g.accuracy_drop) for _, g in per_model]))
+            drop_o = float(np.nanmean([spearman(g.overlap, g.accuracy_drop) for _, g in per_model]))
+            drop_a = float(np.nanmean([spearman(g.mean_abs_activation, g.accuracy_drop) for _, g in per_model]))
         rows.append({"layer": layer, "overlap_ratio": float(sub.overlap_ratio.mean()),
                      "spearman_overlap_test_accuracy": rho, "ci_low": lo, "ci_high": hi, "models": len(sub),
                      "spearman_overlap_drop": drop_o, "spearman_activation_drop": drop_a})

@@ -1,0 +1,97 @@
+"""Every study kind's report section (except layerwise/training) against the report's contract, built from small
+synthetic tables written with RunStore: plotly figures with data, takeaways computed from the numbers (and their
+thresholds), a DataFrame table whose every column the glossary explains."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+go = pytest.importorskip("plotly.graph_objects")
+pytest.importorskip("duckdb")
+
+from nnkscope.store import RunStore  # noqa: E402
+from nnkscope.studies.figures import GENERIC, Figure, Term, columns  # noqa: E402
+from nnkscope.studies.registry import KINDS  # noqa: E402
+
+KEYED = ("model ", "layer ", "seed ", "epoch ", "run ")
+MAX_BYTES = 150_000  # one figure's JSON without the page template
+
+
+def check_contract(sec: dict) -> dict:
+    """The section follows the report contract; returns it for kind-specific checks."""
+    assert set(sec) >= {"title", "takeaways", "figures", "table", "glossary"}
+    assert isinstance(sec["title"], str) and sec["title"]
+    assert sec["takeaways"] and all(isinstance(s, str) and re.search(r"\d", s) for s in sec["takeaways"])
+    gloss = sec["glossary"]
+    assert all(isinstance(t, Term) and t.definition for t in gloss.values())
+    tables = sec["table"].values() if isinstance(sec["table"], dict) else [sec["table"]]
+    assert tables and all(isinstance(t, pd.DataFrame) and len(t) for t in tables)
+    missing = [c for c in columns(sec["table"]) if c not in gloss and c not in GENERIC]
+    assert not missing, f"table columns without a glossary entry: {missing}"
+    assert sec["figures"]
+    for f in sec["figures"]:
+        assert isinstance(f, Figure) and f.title and f.caption
+        assert isinstance(f.plot, go.Figure) and len(f.plot.data) > 0
+        assert all(t in gloss or t in GENERIC for t in f.terms), f.terms
+        for tr in f.plot.data:
+            has = [v for v in ("x", "y", "z") if getattr(tr, v, None) is not None and len(getattr(tr, v))]
+            assert has, f"empty trace in {f.title}"
+            if (tr.legendgroup or "").startswith(KEYED):  # the report colours keyed traces page-wide
+                assert getattr(getattr(tr, "marker", None), "color", None) is None, (f.title, tr.legendgroup)
+                assert getattr(getattr(tr, "line", None), "color", None) is None, (f.title, tr.legendgroup)
+        lean = go.Figure(f.plot)
+        lean.layout.template = None
+        assert len(lean.to_json()) < MAX_BYTES, (f.title, len(lean.to_json()))
+    return sec
+
+
+def _store(tmp_path, tables: dict, params=None) -> RunStore:
+    """A run folder with each ``{table: [(keys, DataFrame), ...]}`` written part by part."""
+    store = RunStore(tmp_path / "run", params or {})
+    for name, parts in tables.items():
+        for keys, df in parts:
+            store.write(name, df, **keys)
+    return store
+
+
+def _section(kind, store):
+    return check_contract(KINDS[kind].section(store))
+
+
+def test_compare(tmp_path):
+    reps = [("a", "blocks.0"), ("a", "blocks.1"), ("b", "blocks.1")]
+    parts, r = [], np.random.default_rng(0)
+    for i, (am, al) in enumerate(reps):
+        for bm, bl in reps[i + 1:]:
+            j = float(r.uniform(0.1, 0.6))
+            parts.append(({"a_model": am, "a_layer": al, "b_model": bm, "b_layer": bl}, pd.DataFrame([{
+                "jaccard": j, "jaccard_shuffled": 0.05, "jaccard_ratio": j / 0.05, "edge_agreement": j,
+                "edge_agreement_shuffled": 0.04, "degree_spearman": 0.5, "degree_spearman_shuffled": 0.01,
+                "linear_cka": j + 0.3, "a_dim": 16, "b_dim": 32}])))
+    sec = _section("compare", _store(tmp_path, {"compare": parts}))
+    best = max(parts, key=lambda p: p[1].jaccard_ratio[0])
+    assert f"{best[1].jaccard_ratio[0]:.2g}x" in sec["takeaways"][0]
+    assert "3 of 3 pairs" in sec["takeaways"][1] and "Spearman 1" in sec["takeaways"][2]  # CKA = J + 0.3
+    heat = sec["figures"][0].plot.data[0]
+    assert heat.type == "heatmap" and np.allclose(np.diag(np.array(heat.z, float)), 1)
+
+
+def test_compare_features(tmp_path):
+    layers_a, layers_b = ["l1", "l2", "l3"], ["l1", "l2"]
+    parts = []
+    for ia, la in enumerate(layers_a):
+        for ib, lb in enumerate(layers_b):
+            j = 0.9 if la == lb else 0.1  # same-named layers alike
+            rows = [{"measure": "linear_cka", "value": j, "chance": np.nan},
+                    {"measure": "nnk_jaccard", "value": j, "chance": 0.2}]
+            parts.append(({"model_a": "a", "layer_a": la, "model_b": "b", "layer_b": lb}, pd.DataFrame(rows).assign(
+                dim_a=5, dim_b=3, n=60, index_a=ia, index_b=ib)))
+    sec = _section("compare-features", _store(tmp_path, {"similarity": parts}))
+    heat = sec["figures"][0].plot.data
+    assert [h.name for h in heat] == ["linear_cka", "nnk_jaccard"] and list(heat[0].y) == layers_a
+    assert np.array(heat[1].z, float)[1, 1] == 0.9
+    assert sec["takeaways"][1] == ("a vs b, nnk_jaccard: most similar l1 ~ l1 (0.9); 2 of 6 layer pairs reach >= 2x "
+                                   "their shuffled chance level (counted as shared structure); same-named layers 0.9 "
+                                   "on average.")
