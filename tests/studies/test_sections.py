@@ -95,3 +95,41 @@ def test_compare_features(tmp_path):
     assert sec["takeaways"][1] == ("a vs b, nnk_jaccard: most similar l1 ~ l1 (0.9); 2 of 6 layer pairs reach >= 2x "
                                    "their shuffled chance level (counted as shared structure); same-named layers 0.9 "
                                    "on average.")
+
+
+def _stability_tables(n=50):
+    """Three runs: seed1 a noisy copy of seed0 (per-sample values agree), seed2 unrelated."""
+    r = np.random.default_rng(0)
+    deg = r.integers(2, 9, n).astype(float)
+    vals = {0: (deg, r.uniform(0.2, 1.5, n))}
+    vals[1] = (deg + r.integers(0, 2, n), vals[0][1] + r.normal(0, 0.01, n))
+    vals[2] = (r.integers(2, 9, n).astype(float), r.uniform(0.2, 1.5, n))
+    pts = pd.concat([pd.DataFrame({"labels": "true", "run": f"seed{s}", "seed": s, "sample": np.arange(n),
+                                   "nnk_degree": d, "diameter": m}) for s, (d, m) in vals.items()], ignore_index=True)
+    rows = []
+    for a, b, j in ((0, 1, 0.6), (0, 2, 0.1), (1, 2, 0.1)):
+        rows.append({"labels": "true", "run_a": f"seed{a}", "run_b": f"seed{b}", "ks_nnk_degree": 0.05,
+                     "spearman_nnk_degree": 0.9 if b == 1 else 0.0, "spearman_nnk_degree_shuffled": 0.01,
+                     "ks_diameter": 0.2, "spearman_diameter": 0.95 if b == 1 else 0.1,
+                     "spearman_diameter_shuffled": -0.01, "jaccard": j, "jaccard_shuffled": 0.05,
+                     "jaccard_ratio": j / 0.05})
+    return pd.DataFrame(rows), pts
+
+
+def test_stability(tmp_path):
+    t, pts = _stability_tables()
+    sec = _section("stability", _store(tmp_path, {"stability": [({}, t)], "stability_points": [({}, pts)]}))
+    dist, scatter, pairs = sec["figures"]
+    assert {tr.legendgroup for tr in dist.plot.data} == {"seed 0", "seed 1", "seed 2"}
+    first = scatter.plot.data[0]  # seed0 vs seed1 NNK degree, sample by sample
+    a, b = pts[pts.run == "seed0"].nnk_degree.to_numpy(), pts[pts.run == "seed1"].nnk_degree.to_numpy()
+    assert list(first.x) == list(a) and list(first.y) == list(b)
+    assert scatter.plot.layout.annotations[0].text.endswith(f"(Spearman {t.spearman_nnk_degree[0]:.2g})")
+    ticks = [tr.x for tr in pairs.plot.data if tr.type == "bar"][0]
+    assert list(ticks) == ["s0-s1", "s0-s2", "s1-s2"]  # short, distinct tick labels
+    assert sec["takeaways"][0] == ("Across 3 pair(s) of runs, NNK neighbourhoods overlap 0.267 = 5.3x chance: stable "
+                                   "(>= 2x counts as stable).")
+    assert "they differ" in sec["takeaways"][2]  # KS 0.2 > 0.1
+    # an old run folder without per-sample values: the pair figure alone
+    old = _section("stability", _store(tmp_path / "old", {"stability": [({}, t)]}))
+    assert [f.title for f in old["figures"]] == ["Run pairs against chance"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Figure", "Term", "TERMS", "GENERIC", "columns", "density", "fmt", "glossary", "heatmap", "lines", "long",
-           "rounded", "spearman", "png", "grid", "html_table"]
+           "rounded", "section", "spearman", "png", "grid", "html_table"]
 
 
 @dataclass(frozen=True)
@@ -311,6 +311,13 @@ def glossary(columns, own: dict) -> dict:
         elif c in TERMS:
             out[c] = TERMS[c]
     return out
+
+
+def section(title: str, takeaways: list, figures: list, table, own: dict) -> dict:
+    """A section in the report's contract; its glossary covers the table's columns and the figures' terms."""
+    shown = columns(table) + [t for f in figures for t in f.terms]
+    return {"title": title, "takeaways": takeaways, "figures": figures, "table": table,
+            "glossary": glossary(shown, own)}
 
 
 def columns(table) -> list:

@@ -12,7 +12,7 @@ from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, each
 from ..common import build_model, eval_subset, load_data, train
-from ..figures import Figure, Term, fmt, glossary, heatmap, lines, spearman
+from ..figures import Figure, Term, fmt, heatmap, lines, section, spearman
 from ..own import Prepared, eval_rows
 
 
@@ -136,15 +136,14 @@ def _compare_section(store: RunStore) -> dict:
                          f"{'alike' if rho >= AGREE else 'differently'}: Spearman {fmt(rho, 2)} (>= {AGREE:g} "
                          "counts as alike; below, the neighbourhoods and the global alignment tell different "
                          "stories).")
-    return {"title": "Representation comparison", "takeaways": takeaways,
-            "figures": [Figure("Pairwise similarity of every model:layer", heat,
+    return section("Representation comparison", takeaways, [Figure("Pairwise similarity of every model:layer", heat,
                                "Each cell is one pair; the diagonal is 1 by definition. Blocks of bright cells are "
                                "groups of layers that see the data alike.", ("jaccard", "linear_cka")),
                         Figure("Neighbourhoods vs global alignment", agree,
                                "One point per pair: points far from the trend are pairs that CKA calls similar "
                                "but whose NNK neighbourhoods differ, or the reverse.",
                                ("jaccard", "linear_cka", "jaccard_ratio", "degree_spearman"))],
-            "table": t, "glossary": glossary(t.columns, GLOSSARY)}
+                   t, GLOSSARY)
 
 
 COMPARE = StudyKind(

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import InputShapeError, InvalidParameterError
 from ...store import RunStore
 from ..base import StudyKind, choice, each, integer
-from ..figures import Figure, Term, fmt, glossary, heatmap
+from ..figures import Figure, Term, fmt, heatmap, section
 from ..own import Prepared
 
 __all__ = ["COMPARE_FEATURES", "MEASURES", "available_measures", "run_compare_features"]
@@ -233,8 +233,7 @@ def _section(store: RunStore) -> dict:
                     line += f" vs {fmt(np.nanmean(off))} for other layers"
             takeaways.append(line + ".")
     table = t[["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b", "n"]]
-    return {"title": "Feature-set comparison", "takeaways": takeaways, "figures": figs,
-            "table": table.reset_index(drop=True), "glossary": glossary(table.columns, GLOSSARY)}
+    return section("Feature-set comparison", takeaways, figs, table.reset_index(drop=True), GLOSSARY)
 
 
 COMPARE_FEATURES = StudyKind(
