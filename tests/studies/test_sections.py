@@ -133,3 +133,25 @@ def test_stability(tmp_path):
     # an old run folder without per-sample values: the pair figure alone
     old = _section("stability", _store(tmp_path / "old", {"stability": [({}, t)]}))
     assert [f.title for f in old["figures"]] == ["Run pairs against chance"]
+
+
+def test_invariance(tmp_path):
+    r = np.random.default_rng(0)
+    parts = []
+    for augment, scale, rot in ((False, 1.0, 0.3), (True, 0.4, 0.8)):
+        for seed in (0, 1):
+            parts.append(({"augment": augment, "seed": seed}, pd.DataFrame({
+                "sample": np.arange(30), "diameter": scale * r.uniform(0.5, 1.5, 30), "nnk_degree": 3.0,
+                "accuracy_upright": 0.9, "accuracy_rot90": rot})))
+    store = _store(tmp_path, {"invariance": parts})
+    sec = _section("invariance", store)
+    t = store.read("invariance")
+    d0, d1 = t[~t.augment].diameter.mean(), t[t.augment].diameter.mean()
+    assert sec["takeaways"][0].startswith(f"Training with rotations changes the mean diameter by "
+                                          f"{100 * (d1 - d0) / d0:+.0f}%") and "more invariant" in sec["takeaways"][0]
+    dist = sec["figures"][0].plot
+    assert {tr.legendgroup for tr in dist.data} == {"run with augmentation, seed 0", "run with augmentation, seed 1",
+                                                    "run without augmentation, seed 0",
+                                                    "run without augmentation, seed 1"}
+    bars = {tr.name: list(tr.y) for tr in sec["figures"][1].plot.data}
+    assert bars == {"upright": [0.9, 0.9], "rotated 90 degrees": [0.3, 0.8]}
