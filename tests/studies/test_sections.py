@@ -155,3 +155,32 @@ def test_invariance(tmp_path):
                                                     "run without augmentation, seed 1"}
     bars = {tr.name: list(tr.y) for tr in sec["figures"][1].plot.data}
     assert bars == {"upright": [0.9, 0.9], "rotated 90 degrees": [0.3, 0.8]}
+
+
+def test_width_sweep(tmp_path):
+    parts = []
+    for w, H, gap in ((8, 0.4, 0.0), (64, 0.8, 0.02), (1024, 0.95, 0.05)):
+        parts.append(({"width": w}, pd.DataFrame([{
+            "homogeneous_fraction_H": H, "mean_homogeneity": H + 0.02, "loo_error_weighted": 0.1,
+            "loo_error_unweighted": 0.1 + gap, "gap": gap, "mean_nnk_degree": 6.0, "dead_rows": 0, "epochs": 30,
+            "train_error": 0.0 if w > 8 else 0.05, "test_error": 0.2 - H / 10}])))
+    sec = _section("width-sweep", _store(tmp_path, {"width_sweep": parts}))
+    assert sec["figures"][0].plot.layout.xaxis.type == "log"
+    assert "at 2 of 3 widths (64, 1024)" in sec["takeaways"][1]
+    assert sec["takeaways"][2].startswith("2 of 3 widths interpolate")
+
+
+def test_label_propagation(tmp_path):
+    parts = []
+    for g, base in (("knn", 0.3), ("nnk-max", 0.2)):
+        for k in (5, 10, 20):
+            err = base + (0.01 * k if g == "knn" else 0.0) + np.array([0.0, 0.01, -0.01])
+            parts.append(({"graph": g, "k": k}, pd.DataFrame({
+                "split": [0, 1, 2], "error": err, "edges": 100 * (k if g == "knn" else 3), "isolated_nodes": 0,
+                "unreachable": 0, "n_nodes": 200, "n_labelled": 20})))
+    sec = _section("label-propagation", _store(tmp_path, {"label_propagation": parts}))
+    assert sec["takeaways"][0].startswith("The best NNK graph beats kNN at 3 of 3 values of K")
+    err = sec["figures"][0].plot
+    band, line = err.data[0], err.data[1]
+    assert band.fill == "toself" and line.legendgroup == "knn" and list(line.y) == [0.35, 0.4, 0.5]
+    assert "knn +0.1500, nnk-max +0.0000" in sec["takeaways"][-1]
