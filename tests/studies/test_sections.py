@@ -184,3 +184,35 @@ def test_label_propagation(tmp_path):
     band, line = err.data[0], err.data[1]
     assert band.fill == "toself" and line.legendgroup == "knn" and list(line.y) == [0.35, 0.4, 0.5]
     assert "knn +0.1500, nnk-max +0.0000" in sec["takeaways"][-1]
+
+
+def test_early_stopping_deepnnk(tmp_path):
+    epochs = np.array([1, 2, 3, 4, 5])
+    parts = []
+    for arm, best in (("model", 3), ("regularised", 5)):
+        loo = 0.1 + 0.02 * np.abs(epochs - best)
+        test = 0.2 + 0.02 * np.abs(epochs - 3)
+        parts.append(({"seed": 0, "arm": arm}, pd.DataFrame({
+            "epoch": epochs, "loo_error_nnk": loo, "loo_error_wknn": loo + 0.01, "mean_nnk_degree": 5.0,
+            "dead_rows": 0, "train_error": 0.05, "test_error": test, "nnk_test_error": test + 0.01})))
+    sec = _section("early-stopping", _store(tmp_path, {"early_stopping": parts}))
+    assert "lowest at epoch 3 and test error at epoch 3: they agree" in sec["takeaways"][0]
+    assert "lowest at epoch 5 and test error at epoch 3: they disagree" in sec["takeaways"][1]
+    fig = sec["figures"][0].plot
+    assert [a.text for a in fig.layout.annotations][:2] == ["model, seed 0", "regularised, seed 0"]
+    assert len(fig.data) == 10 and fig.layout.xaxis.type is None  # 1..5 epochs: linear axis
+
+
+def test_early_stopping_channelwise(tmp_path):
+    parts = [({"seed": 0, "arm": a}, pd.DataFrame([{"epochs_trained": n, "freeze_epochs": f, "best_epochs": "",
+                                                   "n_frozen": nf, "test_accuracy": acc}]))
+             for a, n, f, nf, acc in (("cw", 4, "2,3", 2, 0.8), ("validation", 5, "", np.nan, 0.78),
+                                      ("fixed", 6, "", np.nan, 0.7))]
+    loo = [({"seed": 0}, pd.DataFrame({"epoch": [1, 2, 1, 2, 3], "channel": [0, 0, 1, 1, 1],
+                                       "loo_error_nnk": [0.5, 0.4, 0.6, 0.5, 0.45]}))]
+    sec = _section("early-stopping", _store(tmp_path, {"early_stopping": parts, "channel_loo": loo}))
+    assert sec["takeaways"][1:] == ["Channel-wise freezing vs validation: +0.020 test accuracy, a difference (>= 0.01 "
+                                    "counts).", "Channel-wise freezing vs fixed: +0.100 test accuracy, a difference "
+                                    "(>= 0.01 counts)."]
+    ch = sec["figures"][1].plot
+    assert [list(tr.x) for tr in ch.data] == [[1, 2], [1, 2, 3]]
