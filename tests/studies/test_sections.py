@@ -216,3 +216,22 @@ def test_early_stopping_channelwise(tmp_path):
                                     "(>= 0.01 counts)."]
     ch = sec["figures"][1].plot
     assert [list(tr.x) for tr in ch.data] == [[1, 2], [1, 2, 3]]
+
+
+def test_reliability(tmp_path):
+    ln = [({"seed": s}, pd.DataFrame([{"fraction": 0.1, "n_train": 300, "n_flipped": 30, "k": 8, "auroc": a,
+                                       "baseline_auroc": 0.7, "wknn_auroc": 0.75, "precision": 0.5,
+                                       "baseline_precision": 0.4}])) for s, a in ((0, 0.9), (1, 0.8))]
+    ood = [({"held_out": "8,9", "seed": s}, pd.DataFrame([{"n_train": 250, "n_in": 100, "n_out": 20, "k": 8,
+                                                           "auroc": 0.6, "baseline_auroc": 0.605,
+                                                           "auroc_interpolation_error": 0.55,
+                                                           "auroc_nnk_means": 0.58}])) for s in (0, 1)]
+    sec = _section("reliability", _store(tmp_path, {"label_noise": ln, "ood": ood}))
+    assert sec["takeaways"][:2] == [
+        "Label noise, 10% flipped (2 seed(s)): AUROC NNK 0.85 vs kNN baseline 0.7: NNK detects better (a margin of "
+        "0.01 counts; 0.5 is chance).",
+        "OOD, held out 8,9 (2 seed(s)): AUROC NNK 0.6 vs kNN baseline 0.605: no difference (a margin of 0.01 counts; "
+        "0.5 is chance)."]
+    bars = {tr.name: dict(zip(tr.x, tr.y, strict=True)) for tr in sec["figures"][0].plot.data}
+    assert bars["NNK"] == {"label noise, 10% flipped": 0.85, "OOD, held out 8,9": 0.6}
+    assert "OOD, held out 8,9" not in bars["weighted kNN"] and set(sec["table"]) == {"label noise", "OOD"}
