@@ -235,3 +235,32 @@ def test_reliability(tmp_path):
     bars = {tr.name: dict(zip(tr.x, tr.y, strict=True)) for tr in sec["figures"][0].plot.data}
     assert bars["NNK"] == {"label noise, 10% flipped": 0.85, "OOD, held out 8,9": 0.6}
     assert "OOD, held out 8,9" not in bars["weighted kNN"] and set(sec["table"]) == {"label noise", "OOD"}
+
+
+def test_robustness(tmp_path):
+    parts = []
+    for kind, strengths in (("gaussian", [0.0, 0.1, 0.2]), ("fgsm_linf", [0.0, 0.05])):
+        for s in strengths:
+            rows = [{"model": "mlp", "layer": layer, "overlap": 1 - s * slope, "diameter": 0.5 + s, "loo_error": 0.1,
+                     "accuracy": 0.9 - s, "diameter_change": s, "nnk_degree": 5.0, "degree_change": 0.0,
+                     "nnk_error": 0.1, "interpolation_error": 0.2, "dead_rows": 0}
+                    for layer, slope in (("blocks.0", 1.0), ("blocks.1", 3.0))]
+            parts.append(({"perturbation": kind, "strength": s}, pd.DataFrame(rows)))
+    det = pd.DataFrame([{"model": "mlp", "layer": "blocks.1", "score": sc, "auroc": a, "baseline_auroc": 0.7,
+                         "knn_distance_auroc": 0.6, "auroc_successful": a, "baseline_auroc_successful": 0.7,
+                         "knn_distance_auroc_successful": 0.6, "attack_success": 0.4, "clean_accuracy": 0.9,
+                         "attacked_accuracy": 0.5}
+                        for sc, a in (("score", 0.8), ("disagreement", 0.75), ("interpolation_error", 0.65))])
+    sec = _section("robustness", _store(tmp_path, {"robustness": parts, "adversarial_detector": [
+        ({"attack": "pgd_linf", "eps": 0.05}, det)]}))
+    # blocks.1 loses half its neighbours at 0.2 (1 - 0.6), blocks.0 never within 0.2
+    fgsm, gauss = sec["takeaways"][:2]  # perturbations in table order
+    assert gauss.startswith("gaussian: blocks.1 breaks first, at strength 0.2") and "1 of 2 layers break by 0.2" in gauss
+    assert fgsm.startswith("fgsm_linf: no layer breaks up to strength 0.05")
+    assert "best NNK score score AUROC 0.8 vs best kNN baseline 0.7: NNK detects better" in sec["takeaways"][2]
+    over = sec["figures"][0].plot
+    groups = {tr.legendgroup for tr in over.data if tr.legendgroup}
+    assert groups == {"layer blocks.0", "layer blocks.1", "accuracy of the model"}
+    acc = [tr for tr in over.data if tr.legendgroup == "accuracy of the model"]
+    assert [list(a.y) for a in acc] == [[0.9, 0.85], [0.9, 0.8, 0.7]] and acc[0].line.color == "black"
+    assert len(sec["figures"]) == 4 and set(sec["table"]) == {"per layer", "detector"}

@@ -169,7 +169,7 @@ def _grid(panels: list, cols: int, titles: dict | None, x_title: str, y_title: s
     return fig, cols
 
 
-def lines(data, x: str, y: str, *, by: str | None = None, key: str = "{}", panel: str | None = None,
+def lines(data, x: str, y: str, *, by: str | None = None, key="{}", panel: str | None = None,
           band: str | None = None, mode: str = "lines+markers", x_title: str = "", y_title: str = "",
           log_x: bool = False, log_y: bool = False, hover: tuple = (), cols: int = 3, titles: dict | None = None,
           ref: dict | None = None, diagonal: bool = False, colour: dict | None = None, order: list | None = None):
@@ -179,7 +179,7 @@ def lines(data, x: str, y: str, *, by: str | None = None, key: str = "{}", panel
     ----------
     data : long-format DataFrame.
     by : column whose values are the traces; each trace's ``legendgroup`` and name are ``key.format(value)``
-        (``"layer {}"``), the key the report colours page-wide (so no colour is set here unless ``colour`` maps the
+        (``"layer {}"``; or ``key(value)`` for a function), the key the report colours page-wide (so no colour is set here unless ``colour`` maps the
         value to one: for traces that are not a model, layer, epoch or run).
     panel : column whose values are the subplots (in order of appearance, or ``order``); ``titles`` maps a value to
         its subplot title.
@@ -211,7 +211,7 @@ def lines(data, x: str, y: str, *, by: str | None = None, key: str = "{}", panel
         sub = data[data[panel] == p] if panel else data
         groups = sub.groupby(by, sort=False) if by else [(None, sub)]
         for g, s in groups:
-            name = key.format(g) if by else y
+            name = (key(g) if callable(key) else key.format(g)) if by else y
             tip = "".join(f"<br>{h}: %{{customdata[{j}]}}" for j, h in enumerate(hover))
             common = dict(legendgroup=name, name=name, showlegend=bool(by) and name not in shown,
                           customdata=np.array([rounded(s[h]) for h in hover], dtype=object).T if hover else None,
