@@ -264,3 +264,27 @@ def test_robustness(tmp_path):
     acc = [tr for tr in over.data if tr.legendgroup == "accuracy of the model"]
     assert [list(a.y) for a in acc] == [[0.9, 0.85], [0.9, 0.8, 0.7]] and acc[0].line.color == "black"
     assert len(sec["figures"]) == 4 and set(sec["table"]) == {"per layer", "detector"}
+
+
+def test_redundancy(tmp_path):
+    red, prune = [], []
+    r = np.random.default_rng(0)
+    for p in (0.0, 0.5):
+        for seed in (0, 1, 2):
+            rows = [{"layer": layer, "layer_index": i, "n_channels": 4, "overlap": 0.1 * (i + 1) + p / 10 + seed / 100,
+                     "overlap_baseline": 0.05, "overlap_ratio": (0.1 * (i + 1) + p / 10 + seed / 100) / 0.05,
+                     "redundancy": 0.2, "redundancy_baseline": 0.1, "union_ratio": 1.5, "active_fraction": 0.6,
+                     "dead_channels": 0, "test_accuracy": 0.8 + p / 10 + seed / 100} for i, layer in
+                    enumerate(["conv1", "conv2"])]
+            red.append(({"dropout": p, "seed": seed}, pd.DataFrame(rows)))
+            ov = r.uniform(0, 0.5, 8)
+            prune.append(({"dropout": p, "seed": seed}, pd.DataFrame({
+                "layer": ["conv1"] * 4 + ["conv2"] * 4, "channel": [0, 1, 2, 3] * 2, "overlap": ov,
+                "mean_abs_activation": ov[::-1], "accuracy_drop": -ov})))
+    sec = _section("redundancy", _store(tmp_path, {"redundancy": red, "channel_pruning": prune}))
+    conv1, conv2 = sec["takeaways"]
+    assert conv1.startswith("conv1: channel overlap 2.7x the permutation baseline: redundant")  # 0.135 / 0.05
+    assert "+1.00 [+1.00, +1.00] (interval excludes 0)" in conv1 and "overlap -1.00" in conv1
+    by_layer = sec["figures"][0].plot
+    assert {tr.legendgroup for tr in by_layer.data} == {"dropout 0", "dropout 0.5", "permutation baseline"}
+    assert set(sec["table"]) == {"correlations", "per model and layer"}
