@@ -288,3 +288,49 @@ def test_redundancy(tmp_path):
     by_layer = sec["figures"][0].plot
     assert {tr.legendgroup for tr in by_layer.data} == {"dropout 0", "dropout 0.5", "permutation baseline"}
     assert set(sec["table"]) == {"correlations", "per model and layer"}
+
+
+def _ssl_store(tmp_path):
+    """A family of four models: the encoder diameter under 'shift' falls as NNK transfer rises (rho = -1)."""
+    from nnkscope.studies.kinds.ssl import mgm_table
+    from nnkscope.studies.ssl import best_predictors, correlate
+
+    params = {"correlation": {"strength": 1.0, "confidence": 0.9}, "transfer": {"shots": [1, 5]}}
+    tables = {t: [] for t in ("ssl_training", "ssl_invariance", "ssl_semantic", "ssl_transfer")}
+    for i, strength in enumerate([0.25, 0.5, 1.0, 1.0]):
+        keys = {"family": "fam", "model": f"m{i}"}
+        tables["ssl_training"].append((keys, pd.DataFrame({"epoch": [1, 2], "loss": [2.0 - i / 10, 1.5 - i / 10],
+                                                           "method": "simclr", "strength": strength})))
+        inv = [{"method": "simclr", "head": head, "augmentation": aug, "strength": s, "train_strength": strength,
+                "trained_with": aug == "shift", "diameter_mean": (1.0 - i / 10) * (0.5 if head == "projector" else 1),
+                "diameter_relative": 0.5, "spread_mean": 0.3 if head == "projector" else 0.6, "spread_relative": 0.2}
+               for head in ("encoder", "projector") for aug in ("shift", "noise") for s in (0.25, 0.5, 1.0)]
+        tables["ssl_invariance"].append((keys, pd.DataFrame(inv)))
+        tables["ssl_semantic"].append((keys, pd.DataFrame([{"head": h, "nnk_degree": 5.0 + i, "diameter": 0.5,
+                                                            "local_id": 3.0 - i / 4, "effective_rank": 10.0 + i}
+                                                           for h in ("encoder", "projector")])))
+        tr = [{"head": "encoder", "task": t, "shots": sh, "score": 0.5 + i / 10 if t == "nnk" else 0.6,
+               "score_std": 0.0} for t, sh in (("nnk", 5), ("linear", 5), ("regress_shift", 0), ("regress_noise", 0))]
+        tables["ssl_transfer"].append((keys, pd.DataFrame(tr)))
+    store = _store(tmp_path, tables, params)
+    corr = correlate(mgm_table(store, "fam", 1.0), store.read("ssl_transfer"), n_boot=100, confidence=0.9, seed=0)
+    store.write("ssl_correlation", corr, family="fam")
+    store.write("ssl_predictors", best_predictors(corr), family="fam")
+    return store
+
+
+def test_ssl(tmp_path):
+    sec = _section("ssl", _ssl_store(tmp_path))
+    scatter = sec["figures"][0].plot
+    titles = [a.text for a in scatter.layout.annotations if "rho" in a.text]
+    assert len(titles) == 3 * 2 * 2  # tasks x augmentations x heads
+    assert titles[0] == "NNK 5-shot<br>shift, encoder: rho -1.00 [-1.00, -1.00]"
+    first = [tr for tr in scatter.data if tr.xaxis == "x"]
+    assert [tr.legendgroup for tr in first] == ["model m0", "model m1", "model m2", "model m3"]
+    assert [tr.y[0] for tr in first] == [0.5, 0.6, 0.7, 0.8]
+    assert any(s.startswith("fam (R9): the projector is more invariant than the encoder (mean diameter under the "
+                            "model's own augmentations at its training strength) in 4 of 4 cases")
+               for s in sec["takeaways"])
+    assert [f.title for f in sec["figures"]] == ["fam: invariance vs transfer", "fam: encoder vs projector (R9), per "
+                                                 "model", "fam: encoder vs projector (R9), across strength",
+                                                 "Training loss"]
