@@ -255,7 +255,8 @@ def test_robustness(tmp_path):
         ({"attack": "pgd_linf", "eps": 0.05}, det)]}))
     # blocks.1 loses half its neighbours at 0.2 (1 - 0.6), blocks.0 never within 0.2
     fgsm, gauss = sec["takeaways"][:2]  # perturbations in table order
-    assert gauss.startswith("gaussian: blocks.1 breaks first, at strength 0.2") and "1 of 2 layers break by 0.2" in gauss
+    assert gauss.startswith("gaussian: blocks.1 breaks first, at strength 0.2")
+    assert "1 of 2 layers break by 0.2" in gauss
     assert fgsm.startswith("fgsm_linf: no layer breaks up to strength 0.05")
     assert "best NNK score score AUROC 0.8 vs best kNN baseline 0.7: NNK detects better" in sec["takeaways"][2]
     over = sec["figures"][0].plot

@@ -179,8 +179,8 @@ def lines(data, x: str, y: str, *, by: str | None = None, key="{}", panel: str |
     ----------
     data : long-format DataFrame.
     by : column whose values are the traces; each trace's ``legendgroup`` and name are ``key.format(value)``
-        (``"layer {}"``; or ``key(value)`` for a function), the key the report colours page-wide (so no colour is set here unless ``colour`` maps the
-        value to one: for traces that are not a model, layer, epoch or run).
+        (``"layer {}"``; or ``key(value)`` for a function), the key the report colours page-wide (so no colour is
+        set here unless ``colour`` maps the value to one: for traces that are not a model, layer, epoch or run).
     panel : column whose values are the subplots (in order of appearance, or ``order``); ``titles`` maps a value to
         its subplot title.
     band : column with a half-width drawn as a shaded band (lines) or error bar (bars) around each trace.

@@ -127,8 +127,8 @@ def _reliability_section(store: RunStore) -> dict:
             nnk, base = sub.auroc.mean(), sub.baseline_auroc.mean()
             verdict = ("NNK detects better" if nnk - base >= MARGIN else
                        "the baseline detects better" if base - nnk >= MARGIN else "no difference")
-            takeaways.append(f"{setting[0].upper() + setting[1:]} ({len(sub)} seed(s)): AUROC NNK {fmt(nnk, 4)} vs kNN baseline "
-                             f"{fmt(base, 4)}: {verdict} (a margin of {MARGIN:g} counts; 0.5 is chance).")
+            takeaways.append(f"{setting[0].upper() + setting[1:]} ({len(sub)} seed(s)): AUROC NNK {fmt(nnk, 4)} vs "
+                             f"kNN baseline {fmt(base, 4)}: {verdict} (a margin of {MARGIN:g} counts; 0.5 is chance).")
     if "precision" in ln:
         takeaways.append(f"Among the {int(ln.n_flipped.mean())} highest-scored training points, "
                          f"{100 * ln.precision.mean():.0f}% (NNK) vs {100 * ln.baseline_precision.mean():.0f}% (kNN) "
