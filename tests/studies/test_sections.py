@@ -285,7 +285,7 @@ def test_redundancy(tmp_path):
     sec = _section("redundancy", _store(tmp_path, {"redundancy": red, "channel_pruning": prune}))
     conv1, conv2 = sec["takeaways"]
     assert conv1.startswith("conv1: channel overlap 2.7x the permutation baseline: redundant")  # 0.135 / 0.05
-    assert "+1.00 [+1.00, +1.00] (interval excludes 0)" in conv1 and "overlap -1.00" in conv1
+    assert "rho +1.00 [+1.00, +1.00] (interval excludes 0" in conv1 and "overlap -1," in conv1
     by_layer = sec["figures"][0].plot
     assert {tr.legendgroup for tr in by_layer.data} == {"dropout 0", "dropout 0.5", "permutation baseline"}
     assert set(sec["table"]) == {"correlations", "per model and layer"}

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Figure", "Term", "TERMS", "GENERIC", "columns", "density", "fmt", "glossary", "heatmap", "lines", "long",
-           "rounded", "section", "spearman", "png", "grid", "html_table"]
+__all__ = ["Figure", "Term", "TERMS", "GENERIC", "columns", "density", "fmt", "fmt_rho", "glossary", "heatmap",
+           "lines", "long", "rounded", "section", "spearman", "png", "grid", "html_table"]
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,25 @@ def fmt(v, digits: int = 3) -> str:
 
     Examples
     --------
-    >>> fmt(0.123456), fmt(float("nan")), fmt(12345.6)
-    ('0.123', 'n/a', '1.23e+04')
+    >>> fmt(0.123456), fmt(float("nan")), fmt(12345.6), fmt(float("inf"))
+    ('0.123', 'n/a', '1.23e+04', 'inf')
     """
-    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
+    if v is None or np.isnan(v):
+        return "n/a"
+    return f"{v:.{digits}g}"
+
+
+def fmt_rho(rho, lo, hi) -> str:
+    """A correlation with its interval, for sentences and panel titles.
+
+    Examples
+    --------
+    >>> fmt_rho(-0.8, -1.0, 0.2), fmt_rho(float("nan"), float("nan"), float("nan"))
+    ('rho -0.80 [-1.00, +0.20]', 'rho n/a (constant values or fewer than 3 models)')
+    """
+    if not np.isfinite(rho):
+        return "rho n/a (constant values or fewer than 3 models)"
+    return f"rho {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
 def long(data, columns, *, name: str = "measure", value: str = "value", labels: dict | None = None):

@@ -93,7 +93,8 @@ def _invariance_section(store: RunStore) -> dict:
                  f"{fmt(r.rot)} rotated by 90 degrees." for aug, r in agg.iterrows()]
     if {False, True} <= set(agg.index):
         change = (agg.d[True] - agg.d[False]) / agg.d[False] if agg.d[False] > 0 else np.nan
-        verdict = "more invariant" if change <= -CHANGE else ("less invariant" if change >= CHANGE else "no clearer")
+        verdict = ("more invariant" if change <= -CHANGE else "less invariant" if change >= CHANGE
+                   else "no clear change")
         takeaways.insert(0, f"Training with rotations changes the mean diameter by {100 * change:+.0f}% "
                             f"({fmt(agg.d[False])} -> {fmt(agg.d[True])}): {verdict} (a change of at least "
                             f"{100 * CHANGE:.0f}% counts).")

@@ -8,7 +8,7 @@ import numpy as np
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
 from ..common import build_model, load_data, train
-from ..figures import Figure, Term, fmt, lines, section, spearman
+from ..figures import Figure, Term, fmt, fmt_rho, lines, section, spearman
 
 # the channel layers of each model kind: "channels" is ChannelConvNet's separable last layer
 LAYERS = {"channel_convnet": ["trunk.1", "trunk.3", "trunk.6", "channels"], "cnn1d": ["conv1", "conv2", "conv3"]}
@@ -210,10 +210,12 @@ def _redundancy_section(store: RunStore) -> dict:
         takeaways.append(
             f"{r.layer}: channel overlap {fmt(r.overlap_ratio, 2)}x the permutation baseline: "
             f"{'redundant' if r.overlap_ratio >= REDUNDANT else 'not redundant'} (>= {REDUNDANT:g}x counts); "
-            f"Spearman(overlap, test accuracy) over {r.models} models {r.spearman_overlap_test_accuracy:+.2f} "
-            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}] ({'interval excludes 0' if sig else 'interval includes 0'}); "
-            f"per-channel Spearman with the pruning drop: overlap {r.spearman_overlap_drop:+.2f}, mean |activation| "
-            f"{r.spearman_activation_drop:+.2f}.")
+            f"overlap vs test accuracy over {r.models} models: "
+            + fmt_rho(r.spearman_overlap_test_accuracy, r.ci_low, r.ci_high)
+            + (f" ({'interval excludes 0' if sig else 'interval includes 0'}: excluding 0 counts as a reliable sign)"
+               if np.isfinite(r.spearman_overlap_test_accuracy) else "")
+            + f"; per-channel Spearman with the pruning drop: overlap {fmt(r.spearman_overlap_drop, 2)}, mean "
+            f"|activation| {fmt(r.spearman_activation_drop, 2)}.")
     return section("Channel redundancy (channel-wise NNK)", takeaways, [
         Figure("Overlap and redundancy by layer", by_layer, "One curve per dropout rate (band: standard deviation "
                "over seeds); grey: the permutation baseline. Curves far above grey are layers whose channels "

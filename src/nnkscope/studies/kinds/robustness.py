@@ -165,10 +165,12 @@ def _breaks(t) -> list[str]:
             continue
         s0 = min(broke.values())
         layers = [layer for layer, v in broke.items() if v == s0]
-        acc = sub[sub.strength == s0].accuracy.iloc[0]
+        at = sub[sub.strength == s0]
+        low = at.loc[at.overlap.idxmin()]
         out.append(f"{kind}: {', '.join(layers)} break{'s' if len(layers) == 1 else ''} first, at strength {s0:g} "
                    f"(overlap < {BROKEN:g} counts as broken; {len(broke)} of {len(first)} layers break by "
-                   f"{sub.strength.max():g}); model accuracy there {fmt(acc)}.")
+                   f"{sub.strength.max():g}); lowest overlap there {low.layer} {fmt(low.overlap)}, model accuracy "
+                   f"{fmt(at.accuracy.iloc[0])}.")
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import StudyKind, choice, each, integer, number
-from ..figures import Figure, Term, lines, section
+from ..figures import Figure, Term, fmt_rho, lines, section
 
 METHODS = {"simclr": "nt_xent", "vicreg": "vicreg"}
 SSL_DATASETS = ("mnist1d", "mnist", "digits")
@@ -434,7 +434,7 @@ def run_ssl(cfg: dict, store: RunStore, progress=None):
 
 
 def _fmt_rho(r) -> str:
-    return f"rho {r.spearman:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+    return fmt_rho(r.spearman, r.ci_low, r.ci_high)
 
 
 GLOSSARY = {
@@ -505,7 +505,7 @@ def _scatter_figure(store: RunStore, family: str, strength: float, shots: int):
                 panel = f"{label} | {aug}, {head}"
                 hit = corr[(corr["head"] == head) & (corr.augmentation == aug) & (corr.mgm == "diameter")
                            & (corr.task == t) & (corr.shots == sh)]
-                note = _fmt_rho(hit.iloc[0]) if len(hit) and np.isfinite(hit.iloc[0].spearman) else "rho n/a"
+                note = _fmt_rho(hit.iloc[0]) if len(hit) else "rho n/a"
                 titles[panel] = f"{label}<br>{aug}, {head}: {note}"
                 parts.append(x.merge(y, on="model").merge(meta, on="model", how="left").assign(panel=panel))
     data = pd.concat(parts, ignore_index=True)

@@ -65,7 +65,7 @@ def _width_section(store: RunStore) -> dict:
                 by="measure", log_x=True, x_title="width (log)", y_title="error", hover=("train_error",))
     a, b = t.iloc[0], t.iloc[-1]
     helped = t[t.gap >= GAP]
-    takeaways = [f"Width {a.width} -> {b.width}: homogeneous fraction H {fmt(a.homogeneous_fraction_H)} -> "
+    takeaways = [f"Width {int(a.width)} -> {int(b.width)}: homogeneous fraction H {fmt(a.homogeneous_fraction_H)} -> "
                  f"{fmt(b.homogeneous_fraction_H)}; test error {fmt(a.test_error)} -> {fmt(b.test_error)}.",
                  f"The NNK weights lower the leave-one-out error by at least {GAP:g} (unweighted minus weighted) at "
                  f"{len(helped)} of {len(t)} widths"
