@@ -325,7 +325,8 @@ def test_ssl(tmp_path):
     scatter = sec["figures"][0].plot
     titles = [a.text for a in scatter.layout.annotations if "rho" in a.text]
     assert len(titles) == 3 * 2 * 2  # tasks x augmentations x heads
-    assert titles[0] == "NNK 5-shot<br>shift, encoder: rho -1.00 [-1.00, -1.00]"
+    assert titles[0] == "shift, encoder<br>rho -1.00 [-1.00, -1.00]"
+    assert scatter.layout.yaxis.title.text == "NNK 5-shot"
     first = [tr for tr in scatter.data if tr.xaxis == "x"]
     assert [tr.legendgroup for tr in first] == ["model m0", "model m1", "model m2", "model m3"]
     assert [tr.y[0] for tr in first] == [0.5, 0.6, 0.7, 0.8]

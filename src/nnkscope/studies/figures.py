@@ -153,13 +153,24 @@ def long(data, columns, *, name: str = "measure", value: str = "value", labels: 
 
 def density(data, value: str, by: str, *, bins: int = 30, range: tuple | None = None):
     """Per value of ``by``, the histogram density of ``value`` on common bins (centre, density): a distribution
-    as a short line however many samples it has."""
+    as a short line however many samples it has.  Integer values (a degree, say) get one bin per integer.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = density(pd.DataFrame({"run": ["a"] * 4, "deg": [2, 2, 3, 5]}), "deg", "run")
+    >>> d.deg.tolist(), d.density.tolist()
+    ([2.0, 3.0, 4.0, 5.0], [0.5, 0.25, 0.0, 0.25])
+    """
     import pandas as pd
 
     v = data[value].to_numpy(float)
     v = v[np.isfinite(v)]
-    lo, hi = range if range is not None else (float(v.min(initial=0.0)), float(v.max(initial=1.0)))
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    lo, hi = range if range is not None else ((float(v.min()), float(v.max())) if len(v) else (0.0, 1.0))
+    if range is None and len(v) and np.all(v == np.round(v)) and hi - lo <= 4 * bins:
+        edges = np.arange(lo - 0.5, hi + 1.0)
+    else:
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     rows = []
     for g, sub in data.groupby(by, sort=False):
         s = sub[value].to_numpy(float)
@@ -246,10 +257,11 @@ def lines(data, x: str, y: str, *, by: str | None = None, key="{}", panel: str |
                                          opacity=0.2, legendgroup=name, showlegend=False, hoverinfo="skip",
                                          fillcolor=colour_of), row=row, col=col)
             fig.add_trace(go.Scatter(x=xs, y=ys, mode=mode, marker_size=5 if mode == "markers" else 6,
+                                     marker_opacity=0.6 if mode == "markers" else 1.0,  # piled points show
                                      line_color=colour_of, marker_color=colour_of, **common), row=row, col=col)
         for label, value in (ref or {}).items():
-            fig.add_hline(y=value, line_dash="dot", line_color="grey", line_width=1, row=row, col=col,
-                          annotation_text=label if i == 0 else None, annotation_font_size=9)
+            note = dict(annotation_text=label, annotation_font_size=9) if i == 0 else {}  # named once
+            fig.add_hline(y=value, line_dash="dot", line_color="grey", line_width=1, row=row, col=col, **note)
         if diagonal and len(sub):
             both = np.r_[sub[x].to_numpy(float), sub[y].to_numpy(float)]
             both = both[np.isfinite(both)]

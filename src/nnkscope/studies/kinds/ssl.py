@@ -505,13 +505,18 @@ def _scatter_figure(store: RunStore, family: str, strength: float, shots: int):
                 panel = f"{label} | {aug}, {head}"
                 hit = corr[(corr["head"] == head) & (corr.augmentation == aug) & (corr.mgm == "diameter")
                            & (corr.task == t) & (corr.shots == sh)]
-                note = _fmt_rho(hit.iloc[0]) if len(hit) else "rho n/a"
-                titles[panel] = f"{label}<br>{aug}, {head}: {note}"
+                r = hit.iloc[0] if len(hit) else None
+                note = f"rho {r.spearman:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if r is not None and np.isfinite(
+                    r.spearman) else "rho n/a"
+                titles[panel] = f"{aug}, {head}<br>{note}"  # short: six panels share a row
                 parts.append(x.merge(y, on="model").merge(meta, on="model", how="left").assign(panel=panel))
     data = pd.concat(parts, ignore_index=True)
-    return lines(data, "value", "score", by="model", key="model {}", panel="panel", mode="markers", titles=titles,
-                 cols=2 * len(augs), hover=("method", "strength"), x_title=f"mean diameter of the augmented copies "
-                 f"(strength {strength:g}; lower = more invariant)", y_title="transfer of the encoder")
+    fig = lines(data, "value", "score", by="model", key="model {}", panel="panel", mode="markers", titles=titles,
+                cols=2 * len(augs), hover=("method", "strength"), x_title=f"mean diameter of the augmented copies "
+                f"(strength {strength:g}; lower = more invariant)")
+    for i, (_, _, label) in enumerate(rows):  # the task of each row of panels, on its first y axis
+        fig.update_yaxes(title_text=label, title_font_size=10, row=i + 1, col=1)
+    return fig
 
 
 def _r9_table(store: RunStore, family: str):
