@@ -92,7 +92,7 @@ def test_compare_features(tmp_path):
     heat = sec["figures"][0].plot.data
     assert [h.name for h in heat] == ["linear_cka", "nnk_jaccard"] and list(heat[0].y) == layers_a
     assert np.array(heat[1].z, float)[1, 1] == 0.9
-    assert sec["takeaways"][1] == ("a vs b, nnk_jaccard: most similar l1 ~ l1 (0.9); 2 of 6 layer pairs reach >= 2x "
+    assert sec["takeaways"][1] == ("a vs b, nnk_jaccard: most similar l1 ~ l1 (0.900); 2 of 6 layer pairs reach >= 2x "
                                    "their shuffled chance level (counted as shared structure); same-named layers 0.9 "
                                    "on average.")
 
@@ -228,9 +228,9 @@ def test_reliability(tmp_path):
                                                            "auroc_nnk_means": 0.58}])) for s in (0, 1)]
     sec = _section("reliability", _store(tmp_path, {"label_noise": ln, "ood": ood}))
     assert sec["takeaways"][:2] == [
-        "Label noise, 10% flipped (2 seed(s)): AUROC NNK 0.85 vs kNN baseline 0.7: NNK detects better (a margin of "
+        "Label noise, 10% flipped (2 seed(s)): AUROC NNK 0.85 vs kNN vote 0.7: NNK detects better (a margin of "
         "0.01 counts; 0.5 is chance).",
-        "OOD, held out 8,9 (2 seed(s)): AUROC NNK 0.6 vs kNN baseline 0.605: no difference (a margin of 0.01 counts; "
+        "OOD, held out 8,9 (2 seed(s)): AUROC NNK 0.6 vs kNN distance 0.605: no difference (a margin of 0.01 counts; "
         "0.5 is chance)."]
     bars = {tr.name: dict(zip(tr.x, tr.y, strict=True)) for tr in sec["figures"][0].plot.data}
     assert bars["NNK"] == {"label noise, 10% flipped": 0.85, "OOD, held out 8,9": 0.6}

@@ -218,7 +218,7 @@ def _section(store: RunStore) -> dict:
                 continue
             best = np.nanargmax(M) if _higher_is_similar(m) else np.nanargmin(M)
             i, j = np.unravel_index(best, M.shape)
-            line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({fmt(M[i, j])})"
+            line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
             chance = ms.chance.to_numpy(float)
             if np.isfinite(chance).any() and _higher_is_similar(m):
                 above = int((ms.value.to_numpy(float) >= CHANCE_MULTIPLE * chance).sum())

@@ -82,7 +82,7 @@ MARGIN = 0.01  # AUROC higher than the baseline's by at least this counts as NNK
 SCORES = {  # column -> (method shown, colour): methods, not models, so the colours are fixed here
     "auroc": ("NNK", "#4477AA"), "auroc_interpolation_error": ("NNK interpolation error", "#66CCEE"),
     "auroc_nnk_means": ("NNK-Means error", "#228833"), "wknn_auroc": ("weighted kNN", "#CCBB44"),
-    "baseline_auroc": ("kNN baseline", "#BBBBBB")}
+    "baseline_auroc": ("kNN baseline (vote / distance)", "#BBBBBB")}
 GLOSSARY = {
     "task": Term("label noise (find the flipped training labels) or OOD (find test points of held-out classes)"),
     "setting": Term("the fraction of labels flipped, or the classes held out of training"),
@@ -122,13 +122,13 @@ def _reliability_section(store: RunStore) -> dict:
                 hover=("count",))
     fig.update_yaxes(range=[0.0, 1.0])
     takeaways = []
-    for df in (ln, ood):
+    for df, baseline in ((ln, "kNN vote"), (ood, "kNN distance")):
         for setting, sub in df.groupby("setting", sort=False):
             nnk, base = sub.auroc.mean(), sub.baseline_auroc.mean()
             verdict = ("NNK detects better" if nnk - base >= MARGIN else
-                       "the baseline detects better" if base - nnk >= MARGIN else "no difference")
+                       f"the {baseline} detects better" if base - nnk >= MARGIN else "no difference")
             takeaways.append(f"{setting[0].upper() + setting[1:]} ({len(sub)} seed(s)): AUROC NNK {fmt(nnk, 4)} vs "
-                             f"kNN baseline {fmt(base, 4)}: {verdict} (a margin of {MARGIN:g} counts; 0.5 is chance).")
+                             f"{baseline} {fmt(base, 4)}: {verdict} (a margin of {MARGIN:g} counts; 0.5 is chance).")
     if "precision" in ln:
         takeaways.append(f"Among the {int(ln.n_flipped.mean())} highest-scored training points, "
                          f"{100 * ln.precision.mean():.0f}% (NNK) vs {100 * ln.baseline_precision.mean():.0f}% (kNN) "
@@ -136,7 +136,8 @@ def _reliability_section(store: RunStore) -> dict:
     table = {"label noise": ln.drop(columns="setting"), "OOD": ood.drop(columns="setting")}
     return section("Reliability: label noise and out-of-distribution", takeaways, [
         Figure("Detection AUROC, NNK vs baselines", fig, "One group of bars per task; error bars are the standard "
-               "deviation over seeds and the dotted line is chance (0.5).", tuple(SCORES))], table, GLOSSARY)
+               "deviation over seeds and the dotted line is chance (0.5). The kNN baseline is the kNN label vote for "
+               "label noise and the kNN distance for OOD.", tuple(SCORES))], table, GLOSSARY)
 
 
 def _class_sets(v):
