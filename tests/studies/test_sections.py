@@ -336,3 +336,16 @@ def test_ssl(tmp_path):
     assert [f.title for f in sec["figures"]] == ["fam: invariance vs transfer", "fam: encoder vs projector (R9), per "
                                                  "model", "fam: encoder vs projector (R9), across strength",
                                                  "Training loss"]
+
+
+def test_lines_bands_and_bars():
+    from nnkscope.studies.figures import lines
+
+    t = pd.DataFrame({"x": [1, 2, 1, 2], "y": [0.5, 0.6, 0.7, 0.8], "sd": [0.1, 0.1, np.nan, np.nan],
+                      "g": ["a", "a", "b", "b"]})
+    fig = lines(t, "x", "y", by="g", key="seed {}", band="sd")
+    # a band (the shaded polygon y +- sd, no legend) for a, none for b whose spread is unknown
+    assert [tr.legendgroup for tr in fig.data] == ["seed a", "seed a", "seed b"]
+    assert list(fig.data[0].y) == [0.6, 0.7, 0.5, 0.4] and fig.data[0].showlegend is False
+    bars = lines(t, "x", "y", by="g", band="sd", mode="bar")
+    assert list(bars.data[0].error_y.array) == [0.1, 0.1] and bars.data[1].error_y.array is None

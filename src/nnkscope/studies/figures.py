@@ -246,11 +246,12 @@ def lines(data, x: str, y: str, *, by: str | None = None, key="{}", panel: str |
             shown.add(name)
             colour_of = (colour or {}).get(g)
             xs, ys = rounded(s[x]), rounded(s[y])
+            spread = band is not None and bool(s[band].notna().any())  # one seed: no spread to draw
             if mode == "bar":
-                err = dict(type="data", array=rounded(s[band])) if band else None
+                err = dict(type="data", array=rounded(s[band])) if spread else None
                 fig.add_trace(go.Bar(x=xs, y=ys, error_y=err, marker_color=colour_of, **common), row=row, col=col)
                 continue
-            if band:
+            if spread:
                 lo = rounded(s[y] - s[band].fillna(0))
                 hi = rounded(s[y] + s[band].fillna(0))
                 fig.add_trace(go.Scatter(x=xs + xs[::-1], y=hi + lo[::-1], fill="toself", line_width=0,
