@@ -182,7 +182,7 @@ def test_label_propagation(tmp_path):
     assert sec["takeaways"][0].startswith("The best NNK graph beats kNN at 3 of 3 values of K")
     err = sec["figures"][0].plot
     band, line = err.data[0], err.data[1]
-    assert band.fill == "toself" and line.legendgroup == "knn" and list(line.y) == [0.35, 0.4, 0.5]
+    assert band.fill == "toself" and line.legendgroup == "graph knn" and list(line.y) == [0.35, 0.4, 0.5]
     assert "knn +0.1500, nnk-max +0.0000" in sec["takeaways"][-1]
 
 

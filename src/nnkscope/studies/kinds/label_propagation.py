@@ -90,9 +90,9 @@ def _label_propagation_section(store: RunStore) -> dict:
     table = t.groupby(["graph", "k"], as_index=False).agg(
         error=("error", "mean"), error_std=("error", "std"), edges=("edges", "first"),
         isolated_nodes=("isolated_nodes", "first"), splits=("split", "count"))
-    err = lines(table, "k", "error", by="graph", band="error_std", x_title="K (candidates)",
+    err = lines(table, "k", "error", by="graph", key="graph {}", band="error_std", x_title="K (candidates)",
                 y_title="error on unlabelled nodes", hover=("splits",))
-    size = lines(table, "k", "edges", by="graph", x_title="K (candidates)", y_title="undirected edges",
+    size = lines(table, "k", "edges", by="graph", key="graph {}", x_title="K (candidates)", y_title="undirected edges",
                  hover=("isolated_nodes",))
     return section("Label propagation (NNK vs kNN graphs)", _summary_lines(t), [
         Figure("Error across K", err, "Mean over labelled splits; the band is one standard deviation. A flat NNK "
