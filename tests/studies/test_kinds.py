@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("duckdb")
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib")  # the layerwise / training sections
 pytest.importorskip("yaml")
 
 from helpers import nnls_oracle  # noqa: E402
@@ -23,6 +23,8 @@ from nnkscope.studies.invariance import augmentation_diameters  # noqa: E402
 from nnkscope.studies.registry import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.stability import run_metrics, stability_table  # noqa: E402
 from nnkscope.studies.width_sweep import interpolation_geometry  # noqa: E402
+
+from .test_sections import check_contract  # noqa: E402
 
 TINY = {"data": {"name": "digits", "n_train": 300, "n_test": 120}, "model": {"width": 16, "depth": 1},
         "train": {"epochs": 3}}
@@ -86,7 +88,8 @@ def test_study_end_to_end_resume_and_report(tmp_path, kind):
     assert [p.stat().st_mtime_ns for p in parts] == stamps
     page = (tmp_path / "run" / "report.html").read_text()
     assert "<h2>" in page and "<li>" in page
-    assert kind == "early-stopping" and "data:image/png" in page or kind != "early-stopping"
+    if kind not in ("layerwise", "training"):  # the section of the real run follows the report contract
+        check_contract(KINDS[kind].section(store))
     other = dict(_config(kind, tmp_path), k=9) if kind == "compare-features" else dict(
         CONFIGS[kind], **OTHER.get(kind, {"data": {"name": "digits", "n_train": 299}}))
     with pytest.raises(InvalidParameterError, match="other parameters"):

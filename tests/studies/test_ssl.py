@@ -9,13 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("duckdb")
-pytest.importorskip("matplotlib")
+pytest.importorskip("plotly")
 pytest.importorskip("yaml")
 
 from nnkscope.cli import main  # noqa: E402
 from nnkscope.errors import InvalidParameterError, TooFewPointsError  # noqa: E402
 from nnkscope.report import write_report  # noqa: E402
-from nnkscope.studies.registry import load_config, resolve_config, run_study  # noqa: E402
+from nnkscope.studies.registry import KINDS, load_config, resolve_config, run_study  # noqa: E402
 from nnkscope.studies.ssl import (  # noqa: E402
     best_predictors,
     few_shot_scores,
@@ -24,6 +24,8 @@ from nnkscope.studies.ssl import (  # noqa: E402
     spearman_ci,
     spearman_permutation_p,
 )
+
+from .test_sections import check_contract  # noqa: E402
 
 QUICK = Path(__file__).resolve().parents[2] / "examples" / "studies" / "ssl-quick.yaml"
 FULL = QUICK.with_name("ssl.yaml")
@@ -68,7 +70,10 @@ def test_quick_config_end_to_end(quick_run):
     write_report(out)
     page = (out / "report.html").read_text()
     assert "invariance vs transfer" in page and "encoder vs projector" in page and "(R9)" in page
-    assert page.count("data:image/png") >= 3
+    sec = check_contract(KINDS["ssl"].section(store))
+    assert [f.title for f in sec["figures"]][:3] == [f"{fam['name']}: invariance vs transfer",
+                                                     f"{fam['name']}: encoder vs projector (R9), per model",
+                                                     f"{fam['name']}: encoder vs projector (R9), across strength"]
 
 
 def test_quick_config_resumes_without_recomputing(quick_run):

@@ -12,7 +12,7 @@ from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, each, integer
 from ..common import build_model, eval_subset, load_data, train
-from ..figures import html_table, png
+from ..figures import Figure, Term, fmt, heatmap, lines, section, spearman
 from ..own import Prepared, eval_rows
 
 # bootstrap resamples and permutations per compared pair (0 = off); pairs with more points than intervals_max_n get
@@ -91,31 +91,65 @@ def _prepare(cfg: dict) -> Prepared | None:
     return Prepared("torch", "compare", model=models, data=first.data, inputs=inputs)
 
 
-def _compare_section(store: RunStore) -> dict:
-    import matplotlib.pyplot as plt
+CHANCE_MULTIPLE = 2.0  # NNK-neighbour overlap at least this many times its shuffled chance level counts as shared
+AGREE = 0.7  # Spearman of two measures across pairs at least this counts as ranking the pairs alike
 
+GLOSSARY = {
+    "a_model": Term("model of the first representation of the pair"),
+    "a_layer": Term("layer of the first representation of the pair"),
+    "b_model": Term("model of the second representation of the pair"),
+    "b_layer": Term("layer of the second representation of the pair"),
+    "edge_agreement": Term("weighted agreement of the two NNK graphs' edges", "[0, 1]", "higher = the same graph",
+                           "nnkscope"),
+    "edge_agreement_shuffled": Term("the same against a node-shuffled graph: the chance level", "[0, 1]",
+                                    "the floor to compare with", "nnkscope"),
+    "degree_spearman": Term("Spearman correlation of each sample's NNK degree in the two representations",
+                            "[-1, 1]", "higher = the same samples sit in wide neighbourhoods", "nnkscope"),
+    "degree_spearman_shuffled": Term("the same with one side's samples shuffled: the chance level (~0)", "[-1, 1]",
+                                     "the floor to compare with", "nnkscope"),
+    "a_dim": Term("feature dimension of the first representation", "integer >= 1"),
+    "b_dim": Term("feature dimension of the second representation", "integer >= 1"),
+}
+
+
+def _compare_section(store: RunStore) -> dict:
     t = store.read("compare")
     names = sorted(set(zip(t.a_model, t.a_layer, strict=True)) | set(zip(t.b_model, t.b_layer, strict=True)))
     pos = {n: i for i, n in enumerate(names)}
-    fig, axes = plt.subplots(1, 2, figsize=(6 + 0.5 * len(names), 3 + 0.25 * len(names)))
-    for ax, (col, title) in zip(axes, [("jaccard", "NNK-neighbourhood Jaccard"), ("linear_cka", "linear CKA")],
-                                strict=True):
+    labels = [f"{m}:{layer}" for m, layer in names]
+    panels = {}
+    for col in ("jaccard", "linear_cka"):
         M = np.eye(len(names))
-        for _, r in t.iterrows():
-            i, j = pos[(r.a_model, r.a_layer)], pos[(r.b_model, r.b_layer)]
-            M[i, j] = M[j, i] = r[col]
-        im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
-        labels = [f"{m}:{layer}" for m, layer in names]
-        ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), labels, fontsize=7)
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        for a, b, v in zip(zip(t.a_model, t.a_layer, strict=True), zip(t.b_model, t.b_layer, strict=True), t[col],
+                           strict=True):
+            M[pos[a], pos[b]] = M[pos[b], pos[a]] = v
+        panels[col] = M
+    heat = heatmap(panels, labels, labels, x_title="model:layer", y_title="model:layer", zmin=0, zmax=1)
+    pairs = t.assign(pair=[f"{am}:{al} vs {bm}:{bl}" for am, al, bm, bl in
+                           zip(t.a_model, t.a_layer, t.b_model, t.b_layer, strict=True)])
+    agree = lines(pairs, "linear_cka", "jaccard", mode="markers", x_title="linear CKA",
+                  y_title="NNK-neighbour Jaccard", hover=("pair", "jaccard_ratio", "degree_spearman"))
     best = t.sort_values("jaccard_ratio", ascending=False).iloc[0]
-    summary = [f"Most similar pair: {best.a_model}:{best.a_layer} vs {best.b_model}:{best.b_layer}, NNK "
-               f"neighbourhoods overlap {best.jaccard:.2f} ({best.jaccard_ratio:.0f}x the shuffled chance level), "
-               f"linear CKA {best.linear_cka:.2f}."]
-    return {"title": "Representation comparison", "figures": [("Pairwise similarity", png(fig))],
-            "summary": summary, "table": html_table(t)}
+    shared = int((t.jaccard_ratio >= CHANCE_MULTIPLE).sum())
+    takeaways = [f"Most similar pair: {best.a_model}:{best.a_layer} vs {best.b_model}:{best.b_layer}, NNK "
+                 f"neighbourhoods overlap {fmt(best.jaccard)} = {fmt(best.jaccard_ratio, 2)}x the shuffled chance "
+                 f"level (>= {CHANCE_MULTIPLE:g}x counts as shared neighbourhoods), linear CKA "
+                 f"{fmt(best.linear_cka)}.",
+                 f"{shared} of {len(t)} pairs share NNK neighbourhoods (Jaccard >= {CHANCE_MULTIPLE:g}x chance)."]
+    rho = spearman(t.jaccard, t.linear_cka)
+    if np.isfinite(rho):
+        takeaways.append(f"NNK Jaccard and linear CKA rank the {len(t)} pairs "
+                         f"{'alike' if rho >= AGREE else 'differently'}: Spearman {fmt(rho, 2)} (>= {AGREE:g} "
+                         "counts as alike; below, the neighbourhoods and the global alignment tell different "
+                         "stories).")
+    return section("Representation comparison", takeaways, [Figure("Pairwise similarity of every model:layer", heat,
+                               "Each cell is one pair; the diagonal is 1 by definition. Blocks of bright cells are "
+                               "groups of layers that see the data alike.", ("jaccard", "linear_cka")),
+                        Figure("Neighbourhoods vs global alignment", agree,
+                               "One point per pair: points far from the trend are pairs that CKA calls similar "
+                               "but whose NNK neighbourhoods differ, or the reverse.",
+                               ("jaccard", "linear_cka", "jaccard_ratio", "degree_spearman"))],
+                   t, GLOSSARY)
 
 
 COMPARE = StudyKind(

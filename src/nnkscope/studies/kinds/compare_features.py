@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import InputShapeError, InvalidParameterError
 from ...store import RunStore
 from ..base import StudyKind, choice, each, integer
-from ..figures import grid, html_table, png
+from ..figures import Figure, Term, fmt, heatmap, section
 from ..own import Prepared
 from .compare import INTERVAL_CHECKS, INTERVAL_DEFAULTS
 
@@ -206,40 +206,60 @@ def _matrix(sub, rows: list, cols: list) -> np.ndarray:
     return M
 
 
+CHANCE_MULTIPLE = 2.0  # a graph measure at least this many times its node-shuffled chance level counts as shared
+GLOSSARY = {
+    "model_a": Term("the first feature set (file)"), "layer_a": Term("layer (array) of the first feature set"),
+    "model_b": Term("the second feature set (file)"), "layer_b": Term("layer (array) of the second feature set"),
+    "measure": Term("the similarity measure of the row: linear_cka, nnk_jaccard (NNK-neighbour Jaccard), "
+                    "edge_agreement (weighted NNK edge agreement) or one of nnkscope.similarity's"),
+    "value": Term("the measure's value for the two layers", "[0, 1] for the built-in measures",
+                  "higher = more similar (lower for a distance of nnkscope.similarity)", "nnkscope"),
+    "chance": Term("the measure against a node-shuffled graph: its chance level (NaN where none is defined)",
+                   "[0, 1]", "the floor to compare with", "nnkscope"),
+    "dim_a": Term("feature dimension of layer_a", "integer >= 1"),
+    "dim_b": Term("feature dimension of layer_b", "integer >= 1"),
+    "n": Term("number of points (rows) compared", "integer"),
+}
+
+
 def _section(store: RunStore) -> dict:
     t = store.read("similarity").sort_values(["model_a", "model_b", "index_a", "index_b"], kind="stable")
-    figs, summary = [], []
+    figs, takeaways = [], []
     for (ma, mb), sub in t.groupby(["model_a", "model_b"], sort=False):
         rows = list(dict.fromkeys(sub.sort_values("index_a", kind="stable").layer_a))  # file (depth) order
         cols = list(dict.fromkeys(sub.sort_values("index_b", kind="stable").layer_b))
         measures = list(dict.fromkeys(sub.measure))
-        fig, axes = grid(len(measures), width=4.2 + 0.25 * len(cols), height=3.2 + 0.25 * len(rows))
-        for ax, m in zip(axes, measures, strict=False):
-            M = _matrix(sub[sub.measure == m], rows, cols)
-            finite = M[np.isfinite(M)]  # [0, 1] unless a plugged-in measure reaches beyond (a distance, say)
-            lo, hi = min(0.0, finite.min(initial=0.0)), max(1.0, finite.max(initial=1.0))
-            im = ax.imshow(M, vmin=lo, vmax=hi, cmap="viridis")
-            ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-            ax.set_yticks(range(len(rows)), rows, fontsize=7)
-            ax.set(title=m, xlabel=mb, ylabel=ma)
-            if M.size <= 144:
-                for (i, j), v in np.ndenumerate(M):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if v < (lo + hi) / 2 else "black")
-            ax.figure.colorbar(im, ax=ax, shrink=0.8)
-        figs.append((f"{ma} vs {mb}: layer x layer similarity", png(fig)))
+        panels = {m: _matrix(sub[sub.measure == m], rows, cols) for m in measures}
+        finite = np.concatenate([M[np.isfinite(M)] for M in panels.values()])
+        # [0, 1] unless a plugged-in measure reaches beyond (a distance, say)
+        lo, hi = min(0.0, finite.min(initial=0.0)), max(1.0, finite.max(initial=1.0))
+        figs.append(Figure(f"{ma} vs {mb}: layer x layer similarity",
+                           heatmap(panels, rows, cols, x_title=f"{mb} layer", y_title=f"{ma} layer", zmin=lo,
+                                   zmax=hi, ncols=min(3, len(panels))),
+                           "One panel per measure, layers in file (depth) order; a bright diagonal means the "
+                           "same-depth layers correspond.", ("value",)))
         for m in measures:
-            M = _matrix(sub[sub.measure == m], rows, cols)
-            if np.isfinite(M).any():
-                best = np.nanargmax(M) if _higher_is_similar(m) else np.nanargmin(M)
-                i, j = np.unravel_index(best, M.shape)
-                line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
-                shared = [r for r in rows if r in cols]
-                if shared and ma != mb:
-                    diag = [M[rows.index(r), cols.index(r)] for r in shared]
-                    line += f"; same-named layers {np.nanmean(diag):.3f} on average"
-                summary.append(line + ".")
-    return {"title": "Feature-set comparison", "figures": figs, "summary": summary, "table": html_table(t)}
+            M, ms = panels[m], sub[sub.measure == m]
+            if not np.isfinite(M).any():
+                continue
+            best = np.nanargmax(M) if _higher_is_similar(m) else np.nanargmin(M)
+            i, j = np.unravel_index(best, M.shape)
+            line = f"{ma} vs {mb}, {m}: most similar {rows[i]} ~ {cols[j]} ({M[i, j]:.3f})"
+            chance = ms.chance.to_numpy(float)
+            if np.isfinite(chance).any() and _higher_is_similar(m):
+                above = int((ms.value.to_numpy(float) >= CHANCE_MULTIPLE * chance).sum())
+                line += (f"; {above} of {int(np.isfinite(chance).sum())} layer pairs reach >= {CHANCE_MULTIPLE:g}x "
+                         "their shuffled chance level (counted as shared structure)")
+            shared = [r for r in rows if r in cols]
+            if shared and ma != mb:
+                diag = [M[rows.index(r), cols.index(r)] for r in shared]
+                off = M[[rows.index(r) for r in shared]][:, [c for c in range(len(cols)) if cols[c] not in shared]]
+                line += f"; same-named layers {fmt(np.nanmean(diag))} on average"
+                if off.size:
+                    line += f" vs {fmt(np.nanmean(off))} for other layers"
+            takeaways.append(line + ".")
+    table = t[["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b", "n"]]
+    return section("Feature-set comparison", takeaways, figs, table.reset_index(drop=True), GLOSSARY)
 
 
 COMPARE_FEATURES = StudyKind(

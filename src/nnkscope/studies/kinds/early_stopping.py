@@ -8,7 +8,7 @@ from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
 from ..common import build_model, error_rate, layer_features, load_data, train
-from ..figures import grid, html_table, png
+from ..figures import Figure, Term, fmt, lines, long, section
 
 
 def run_early_stopping(cfg: dict, store: RunStore, progress=None):
@@ -102,41 +102,89 @@ def _cw_arms(cfg, data, seed, arm, store):
     store.write("early_stopping", pd.DataFrame([row]), seed=int(seed), arm=arm)
 
 
-def _early_stopping_section(store: RunStore) -> dict:
+AGREE_EPOCHS = 1  # minimum of NNK LOO within this many checkpoints of the test-error minimum counts as agreeing
+DIFFERENCE = 0.01  # test accuracies of two arms this far apart count as different
+ERRORS = ("loo_error_nnk", "loo_error_wknn", "train_error", "test_error", "nnk_test_error")
+GLOSSARY = {
+    "arm": Term("the training variant: model (as configured), regularised (dropout 0.3, weight decay 1e-4); or "
+                "cw (channel-wise NNK freezing), validation (held-out stopping) and fixed (all epochs)"),
+    "loo_error_wknn": Term("leave-one-out error of weighted kNN on the same candidates", "[0, 1]",
+                           "lower = labels smooth on the kNN graph", "nnkscope"),
+    "mean_nnk_degree": Term("mean number of NNK neighbours per training sample", "[1, K]", "", "nnkscope"),
+    "dead_rows": Term("training samples whose features are all zero (counted as LOO errors)", "integer", "0 = none"),
+    "nnk_test_error": Term("test error of the NNK classifier fitted on the layer's training features", "[0, 1]",
+                           "lower = better", "Shekkizhar & Ortega, DeepNNK"),
+    "epochs_trained": Term("epochs trained before stopping", "integer"),
+    "freeze_epochs": Term("per channel, the epoch it was frozen (- = never)"),
+    "best_epochs": Term("per channel (cw) or for the model (validation), the epoch restored as best"),
+    "n_frozen": Term("channels frozen before the end of training", "integer"),
+    "channel": Term("channel of the channel-wise ConvNet"),
+}
 
-    t = store.read("early_stopping")
-    if "loo_error_nnk" not in t.columns:  # channel-wise arms: one row per (seed, arm)
-        agg = t.groupby("arm").test_accuracy.mean()
-        summary = ["Mean test accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in agg.items()) + "."]
-        figs = []
-        if "channel_loo" in store.tables():  # each channel's own LOO error, and where it froze
-            h = store.read("channel_loo")
-            fig, axes = grid(h.seed.nunique())
-            for ax, (seed, sub) in zip(axes, h.groupby("seed"), strict=False):
-                for c, ch in sub.groupby("channel"):
-                    line, = ax.plot(ch.epoch, ch.loo_error_nnk, lw=1, label=f"channel {c}")
-                    ax.plot(ch.epoch.iloc[-1], ch.loo_error_nnk.iloc[-1], "x", color=line.get_color())
-                ax.set(title=f"seed {seed} (x: last check, frozen or end)", xlabel="epoch", ylabel="NNK LOO error")
-                ax.grid(alpha=0.3)
-            axes[0].legend(fontsize=7)
-            figs.append(("Channel-wise leave-one-out error", png(fig)))
-        return {"title": "Early stopping", "figures": figs, "summary": summary, "table": html_table(t)}
-    cols = [c for c in ("loo_error_nnk", "loo_error_wknn", "train_error", "test_error", "nnk_test_error")
-            if c in t.columns]
-    fig, axes = grid(len(t.groupby(["arm", "seed"])))
-    summary = []
-    for ax, ((arm, seed), sub) in zip(axes, t.groupby(["arm", "seed"]), strict=False):
-        for c in cols:
-            ax.plot(sub.epoch, sub[c], "o-", ms=3, label=c)
-        ax.set(title=f"{arm}, seed {seed}", xlabel="epoch", ylabel="error")
-        ax.grid(alpha=0.3)
+
+def _check_epoch(sub, col) -> float:
+    s = sub.dropna(subset=[col])
+    return float(s.epoch[s[col].idxmin()]) if len(s) else np.nan
+
+
+def _deepnnk_section(t) -> dict:
+    cols = [c for c in ERRORS if c in t.columns]
+    t = t.sort_values(["arm", "seed", "epoch"], ignore_index=True)
+    run = t.assign(run=[f"{a}, seed {s}" for a, s in zip(t.arm, t.seed, strict=True)])
+    ep = run.epoch[run.epoch > 0]
+    spans = len(ep) and ep.min() > 0 and run.epoch.min() > 0 and ep.max() / ep.min() >= 100
+    fig = lines(long(run, cols), "epoch", "value", by="measure", panel="run", x_title="epoch", y_title="error",
+                log_x=bool(spans), cols=2)
+    takeaways = []
+    for (arm, seed), sub in t.groupby(["arm", "seed"], sort=False):
         last = sub.iloc[-1]
-        summary.append(f"{arm} (seed {seed}), epoch {int(last.epoch)}: NNK LOO {last.loo_error_nnk:.3f}" + (
-            f", model train/test error {last.train_error:.3f}/{last.test_error:.3f}, NNK classifier test error "
-            f"{last.nnk_test_error:.3f}" if "test_error" in sub else "") + ".")
-    axes[0].legend(fontsize=7)
-    return {"title": "DeepNNK through training", "figures": [("Errors per checkpoint", png(fig))],
-            "summary": summary, "table": html_table(t)}
+        line = f"{arm} (seed {seed}), epoch {int(last.epoch)}: NNK LOO {fmt(last.loo_error_nnk)}"
+        if "test_error" in sub:
+            e_loo, e_test = _check_epoch(sub, "loo_error_nnk"), _check_epoch(sub, "test_error")
+            epochs = list(sub.epoch)
+            apart = abs(epochs.index(e_loo) - epochs.index(e_test)) if np.isfinite(e_loo + e_test) else np.nan
+            line += (f", test error {fmt(last.test_error)}; NNK LOO is lowest at epoch {e_loo:g} and test error at "
+                     f"epoch {e_test:g}: {'they agree' if apart <= AGREE_EPOCHS else 'they disagree'} (within "
+                     f"{AGREE_EPOCHS} checkpoint counts as agreeing)")
+        takeaways.append(line + ".")
+    return dict(title="DeepNNK through training", takeaways=takeaways, figures=[Figure(
+        "Errors per checkpoint", fig, "One panel per arm and seed: if the NNK leave-one-out error (training data "
+        "only) bottoms out where the test error does, it can stop training without a validation set.",
+        tuple(cols))], table=t)
+
+
+def _channelwise_section(store: RunStore, t) -> dict:
+    g = t.groupby("arm", as_index=False, sort=False).agg(test_accuracy=("test_accuracy", "mean"),
+                                                         std=("test_accuracy", "std"),
+                                                         epochs_trained=("epochs_trained", "mean"))
+    figs = [Figure("Test accuracy per arm", lines(g.assign(what="test accuracy"), "arm", "test_accuracy", by="what",
+                                                  band="std", mode="bar", colour={"test accuracy": "#4477AA"},
+                                                  x_title="arm", y_title="test accuracy (mean over seeds)",
+                                                  hover=("epochs_trained",)),
+                   "Error bars: standard deviation over seeds; cw trains on all training data, validation holds "
+                   "part of it out.", ("test_accuracy", "epochs_trained"))]
+    acc = dict(zip(g.arm, g.test_accuracy, strict=True))
+    takeaways = ["Mean test accuracy: " + ", ".join(f"{a} {fmt(v)}" for a, v in acc.items()) + "."]
+    for other in ("validation", "fixed"):
+        if "cw" in acc and other in acc:
+            d = acc["cw"] - acc[other]
+            takeaways.append(f"Channel-wise freezing vs {other}: {d:+.3f} test accuracy, "
+                             f"{'a difference' if abs(d) >= DIFFERENCE else 'no difference'} (>= {DIFFERENCE:g} "
+                             "counts).")
+    if "channel_loo" in store.tables():  # each channel's own LOO error, and where it froze
+        h = store.read("channel_loo").sort_values(["seed", "channel", "epoch"], ignore_index=True)
+        figs.append(Figure("Channel-wise leave-one-out error", lines(
+            h.assign(panel=[f"seed {s}" for s in h.seed]), "epoch", "loo_error_nnk", by="channel",
+            key="channel {}", panel="panel", x_title="epoch", y_title="NNK LOO error of the channel"),
+            "Each channel's own NNK leave-one-out error; a curve ends where the channel froze (or training ended).",
+            ("loo_error_nnk", "channel")))
+    return dict(title="Early stopping", takeaways=takeaways, figures=figs, table=t)
+
+
+def _early_stopping_section(store: RunStore) -> dict:
+    t = store.read("early_stopping")
+    s = _deepnnk_section(t) if "loo_error_nnk" in t.columns else _channelwise_section(store, t)
+    return section(s["title"], s["takeaways"], s["figures"], s["table"], GLOSSARY)
 
 
 ARMS = {"deepnnk": ("model", "regularised"), "cw-deepnnk": ("cw", "validation", "fixed")}

@@ -7,7 +7,7 @@ import numpy as np
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
 from ..common import build_model, layer_features, load_data, train
-from ..figures import html_table, png
+from ..figures import Figure, Term, density, fmt, lines, long, section
 
 
 def run_invariance(cfg: dict, store: RunStore, progress=None):
@@ -49,22 +49,61 @@ def run_invariance(cfg: dict, store: RunStore, progress=None):
         accuracy_upright=("accuracy_upright", "first"), accuracy_rot90=("accuracy_rot90", "first"))
 
 
+CHANGE = 0.1  # a relative change of the mean diameter at least this counts as augmentation making a difference
+GLOSSARY = {
+    "augment": Term("whether the model was trained with randomly rotated copies of its training images"),
+    "sample": Term("index of the evaluation image"),
+    "diameter": Term("diameter of the sample's NNK polytope among its rotated copies (cosine geometry)",
+                     "[0, 2]", "0 = all rotations land on the same point: invariant", "Shekkizhar & Ortega"),
+    "nnk_degree": Term("number of rotated copies that are NNK neighbours of the upright sample", "[0, angles - 1]",
+                       "", "Shekkizhar & Ortega"),
+    "mean_diameter": Term("mean of the per-sample diameters", "[0, 2]", "lower = more rotation-invariant",
+                          "nnkscope"),
+    "mean_nnk_degree": Term("mean of the per-sample NNK degrees among the rotations", "[0, angles - 1]", "",
+                            "nnkscope"),
+    "accuracy_upright": Term("test accuracy on the upright test images", "[0, 1]", "higher = better"),
+    "accuracy_rot90": Term("test accuracy on the test images rotated by 90 degrees", "[0, 1]",
+                           "close to accuracy_upright = invariant in its predictions"),
+}
+
+
+def _arm(augment) -> str:
+    return "with augmentation" if augment else "without augmentation"
+
+
 def _invariance_section(store: RunStore) -> dict:
-    import matplotlib.pyplot as plt
+    import pandas as pd
 
     t = store.read("invariance")
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for aug, sub in t.groupby("augment"):
-        ax.hist(sub.diameter, bins=40, range=(0, 2), histtype="step", density=True,
-                label=f"{'with' if aug else 'without'} augmentation")
-    ax.set(xlabel="polytope diameter among the transformed versions", title="invariance (0 = invariant)")
-    ax.legend(fontsize=8)
-    agg = t.groupby("augment").agg(d=("diameter", "mean"), up=("accuracy_upright", "mean"),
-                                   rot=("accuracy_rot90", "mean"))
-    summary = [f"{'With' if aug else 'Without'} augmentation: mean diameter {r.d:.3f}, accuracy {r.up:.3f} upright "
-               f"and {r.rot:.3f} rotated by 90 degrees." for aug, r in agg.iterrows()]
-    return {"title": "Invariance", "figures": [("Diameters", png(fig))], "summary": summary,
-            "table": html_table(t.groupby(["augment", "seed"], as_index=False).mean(numeric_only=True))}
+    table = t.groupby(["augment", "seed"], as_index=False).agg(
+        mean_diameter=("diameter", "mean"), mean_nnk_degree=("nnk_degree", "mean"),
+        accuracy_upright=("accuracy_upright", "first"), accuracy_rot90=("accuracy_rot90", "first"))
+    d = density(t.assign(run=[f"{_arm(a)}, seed {s}" for a, s in zip(t.augment, t.seed, strict=True)]),
+                "diameter", "run", bins=30, range=(0.0, 2.0))
+    dist = lines(d, "diameter", "density", by="run", key="run {}", mode="lines", x_title="polytope diameter among "
+                 "the rotated copies (0 = invariant)", y_title="density")
+    acc = long(table.assign(arm=table.augment.map(_arm)), ["accuracy_upright", "accuracy_rot90"], name="test",
+               labels={"accuracy_upright": "upright", "accuracy_rot90": "rotated 90 degrees"})
+    accf = lines(acc.groupby(["arm", "test"], as_index=False, sort=False).value.agg(["mean", "std"]), "arm", "mean",
+                 by="test", band="std", mode="bar", colour={"upright": "#4477AA", "rotated 90 degrees": "#EE6677"},
+                 x_title="training", y_title="test accuracy (mean over seeds)")
+    agg = table.groupby("augment").agg(d=("mean_diameter", "mean"), up=("accuracy_upright", "mean"),
+                                       rot=("accuracy_rot90", "mean"))
+    takeaways = [f"{_arm(aug).capitalize()}: mean diameter {fmt(r.d)}, accuracy {fmt(r.up)} upright and "
+                 f"{fmt(r.rot)} rotated by 90 degrees." for aug, r in agg.iterrows()]
+    if {False, True} <= set(agg.index):
+        change = (agg.d[True] - agg.d[False]) / agg.d[False] if agg.d[False] > 0 else np.nan
+        verdict = ("more invariant" if change <= -CHANGE else "less invariant" if change >= CHANGE
+                   else "no clear change")
+        takeaways.insert(0, f"Training with rotations changes the mean diameter by {100 * change:+.0f}% "
+                            f"({fmt(agg.d[False])} -> {fmt(agg.d[True])}): {verdict} (a change of at least "
+                            f"{100 * CHANGE:.0f}% counts).")
+    return section("Invariance", takeaways, [
+        Figure("Diameters among rotated copies", dist, "Each run's distribution of per-sample diameters: mass "
+               "near 0 means the rotations of a sample stay together in the layer.", ("diameter",)),
+        Figure("Accuracy upright vs rotated", accf, "Error bars: standard deviation over seeds. Invariant "
+               "geometry should come with a small gap between the bars.", ("accuracy_upright", "accuracy_rot90"))],
+        pd.DataFrame(table), GLOSSARY)
 
 
 INVARIANCE = StudyKind(

@@ -8,7 +8,7 @@ import numpy as np
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
 from ..common import build_model, load_data, train
-from ..figures import grid, html_table, png
+from ..figures import Figure, Term, fmt, fmt_rho, lines, section, spearman
 
 # the channel layers of each model kind: "channels" is ChannelConvNet's separable last layer
 LAYERS = {"channel_convnet": ["trunk.1", "trunk.3", "trunk.6", "channels"], "cnn1d": ["conv1", "conv2", "conv3"]}
@@ -103,16 +103,6 @@ def _table(store: RunStore):
     return t[cols].sort_values(["dropout", "seed", "layer_index"], ignore_index=True)
 
 
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-        return float("nan")
-    return float(spearmanr(a[ok], b[ok]).statistic)
-
-
 def bootstrap_spearman(a, b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """Spearman's rho of ``(a, b)`` and a seeded percentile bootstrap 95 % interval (resampling the pairs).
 
@@ -123,9 +113,9 @@ def bootstrap_spearman(a, b, n_boot: int = 1000, seed: int = 0) -> tuple[float, 
     (0.829, True)
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    rho = _spearman(a, b)
+    rho = spearman(a, b)
     rng = np.random.default_rng(seed)
-    boots = [_spearman(a[i], b[i]) for i in (rng.integers(0, len(a), len(a)) for _ in range(n_boot))]
+    boots = [spearman(a[i], b[i]) for i in (rng.integers(0, len(a), len(a)) for _ in range(n_boot))]
     boots = np.asarray([v for v in boots if np.isfinite(v)])
     if not len(boots):
         return rho, float("nan"), float("nan")
@@ -146,44 +136,93 @@ def correlations(store: RunStore):
         per_model = pr[pr.layer == layer].groupby(["dropout", "seed"])
         with warnings.catch_warnings():  # a layer whose channels are all constant in every model: no correlation
             warnings.simplefilter("ignore", RuntimeWarning)
-            drop_o = float(np.nanmean([_spearman(g.overlap, g.accuracy_drop) for _, g in per_model]))
-            drop_a = float(np.nanmean([_spearman(g.mean_abs_activation, g.accuracy_drop) for _, g in per_model]))
+            drop_o = float(np.nanmean([spearman(g.overlap, g.accuracy_drop) for _, g in per_model]))
+            drop_a = float(np.nanmean([spearman(g.mean_abs_activation, g.accuracy_drop) for _, g in per_model]))
         rows.append({"layer": layer, "overlap_ratio": float(sub.overlap_ratio.mean()),
                      "spearman_overlap_test_accuracy": rho, "ci_low": lo, "ci_high": hi, "models": len(sub),
                      "spearman_overlap_drop": drop_o, "spearman_activation_drop": drop_a})
     return pd.DataFrame(rows)
 
 
+REDUNDANT = 2.0  # channel overlap at least this many times its permutation baseline counts as redundant channels
+BASELINE = "permutation baseline"  # drawn with the dropout curves, in grey: not a model
+GLOSSARY = {
+    "dropout": Term("dropout rate the model was trained with", "[0, 1)"),
+    "layer_index": Term("position of the layer in the network (0 = first)", "integer"),
+    "n_channels": Term("channels of the layer", "integer"),
+    "overlap": Term("mean Jaccard overlap between the NNK-neighbour sets that different channels give a point",
+                    "[0, 1]", "higher = channels see the same neighbourhoods (redundant)", "nnkscope (R5)"),
+    "overlap_baseline": Term("the same overlap with each channel's points permuted: the chance level", "[0, 1]",
+                             "the floor to compare with", "nnkscope (R5)"),
+    "overlap_ratio": Term("overlap / overlap_baseline", "[0, inf)",
+                          f"1 = chance; >= {REDUNDANT:g} counted as redundant", "nnkscope (R5)"),
+    "redundancy": Term("redundancy index R: mean share of a point's channel-wise NNK neighbours that more than "
+                       "one channel picks", "[0, 1]", "higher = more redundant", "nnkscope (R5)"),
+    "redundancy_baseline": Term("R with each channel's points permuted: the chance level", "[0, 1]", ""),
+    "union_ratio": Term("size of the union of the channels' NNK neighbourhoods relative to the full layer's NNK "
+                        "degree", ">= 0", "higher = channels together see more than the layer"),
+    "active_fraction": Term("share of (point, channel) entries with a non-zero activation", "[0, 1]", ""),
+    "dead_channels": Term("channels that are zero on every evaluation point", "integer", "0 = none"),
+    "spearman_overlap_test_accuracy": Term("Spearman, across models, of the layer's overlap with test accuracy",
+                                           "[-1, 1]", "interval (ci_low, ci_high) excluding 0 = a reliable sign",
+                                           "nnkscope (R5)"),
+    "models": Term("models (dropout x seed) the correlation is over", "integer"),
+    "spearman_overlap_drop": Term("mean over models of the per-channel Spearman of a channel's overlap with the "
+                                  "accuracy drop when it alone is pruned", "[-1, 1]",
+                                  "negative = overlapping channels prune cheaply", "nnkscope (R5)"),
+    "spearman_activation_drop": Term("the same for mean |activation| (a common pruning heuristic)", "[-1, 1]",
+                                     "positive = weak channels prune cheaply"),
+    "channel": Term("channel of the layer"),
+    "accuracy_drop": Term("test accuracy lost when this channel alone is zeroed", "[-1, 1]",
+                          "higher = the channel matters"),
+}
+
+
 def _redundancy_section(store: RunStore) -> dict:
-    import matplotlib.pyplot as plt
+    import pandas as pd
 
     t = _table(store)
     layers = list(dict.fromkeys(t.sort_values("layer_index").layer))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for p, sub in t.groupby("dropout"):
-        g = sub.groupby("layer_index")[["overlap", "redundancy"]].mean()
-        axes[0].plot(g.index, g.overlap, "o-", label=f"dropout {p:g}")
-        axes[1].plot(g.index, g.redundancy, "o-", label=f"dropout {p:g}")
-    base = t.groupby("layer_index").overlap_baseline.mean()
-    axes[0].plot(base.index, base.values, "k:", label="permutation baseline")
-    for ax, title in zip(axes, ("channel overlap (Jaccard)", "redundancy index R"), strict=True):
-        ax.set(xticks=range(len(layers)), xticklabels=layers, title=title, xlabel="layer")
-        ax.legend(fontsize=7)
-    pr = store.read("channel_pruning")
-    fig2, axes2 = grid(len(layers))
-    for ax, layer in zip(axes2, layers, strict=False):
-        s = pr[pr.layer == layer]
-        ax.scatter(s.overlap, s.accuracy_drop, s=10, c=s.dropout, cmap="viridis")
-        ax.set(title=layer, xlabel="channel's overlap with the others", ylabel="accuracy drop when pruned")
+    per = t.groupby(["dropout", "layer"], sort=False)[["overlap", "redundancy", "overlap_baseline",
+                                                        "redundancy_baseline"]].agg(["mean", "std"])
+    per.columns = ["_".join(c) for c in per.columns]
+    per = per.reset_index()
+    curves = []
+    for m in ("overlap", "redundancy"):
+        curves.append(per.assign(measure=m, series=per.dropout, value=per[m + "_mean"], std=per[m + "_std"]))
+        base = per.groupby("layer", as_index=False, sort=False)[m + "_baseline_mean"].mean()
+        curves.append(base.assign(measure=m, series=BASELINE, value=base[m + "_baseline_mean"], std=0.0))
+    curves = pd.concat(curves, ignore_index=True)[["layer", "measure", "series", "value", "std"]]
+    by_layer = lines(curves, "layer", "value", by="series", panel="measure", band="std", colour={BASELINE: "grey"},
+                     key=lambda v: v if v == BASELINE else f"dropout {v:g}", x_title="layer",
+                     y_title="mean over seeds", titles={"overlap": "channel overlap (Jaccard)",
+                                                        "redundancy": "redundancy index R"}, cols=2)
     c = correlations(store)
-    summary = [f"{r.layer}: overlap {r.overlap_ratio:.1f}x the permutation baseline (mean over models); "
-               f"Spearman(overlap, test accuracy) over {r.models} models {r.spearman_overlap_test_accuracy:+.2f} "
-               f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]; per-channel Spearman(overlap, pruning drop) "
-               f"{r.spearman_overlap_drop:+.2f} (mean |activation|: {r.spearman_activation_drop:+.2f})."
-               for r in c.itertuples()]
-    return {"title": "Channel redundancy (channel-wise NNK)", "figures": [("Overlap by layer", png(fig)),
-                                                                          ("Pruning one channel", png(fig2))],
-            "summary": summary, "table": html_table(c) + html_table(t)}
+    pr = store.read("channel_pruning")
+    rho = dict(zip(c.layer, c.spearman_overlap_drop, strict=True))
+    prune = lines(pr, "overlap", "accuracy_drop", by="dropout", key="dropout {:g}", panel="layer", mode="markers",
+                  order=[layer for layer in layers if layer in set(pr.layer)], hover=("seed", "channel"),
+                  titles={layer: f"{layer} (mean per-model Spearman {fmt(rho.get(layer), 2)})" for layer in layers},
+                  x_title="channel's overlap with the other channels", y_title="test accuracy drop when pruned")
+    takeaways = []
+    for r in c.itertuples():
+        sig = r.ci_low > 0 or r.ci_high < 0
+        takeaways.append(
+            f"{r.layer}: channel overlap {fmt(r.overlap_ratio, 2)}x the permutation baseline: "
+            f"{'redundant' if r.overlap_ratio >= REDUNDANT else 'not redundant'} (>= {REDUNDANT:g}x counts); "
+            f"overlap vs test accuracy over {r.models} models: "
+            + fmt_rho(r.spearman_overlap_test_accuracy, r.ci_low, r.ci_high)
+            + (f" ({'interval excludes 0' if sig else 'interval includes 0'}: excluding 0 counts as a reliable sign)"
+               if np.isfinite(r.spearman_overlap_test_accuracy) else "")
+            + f"; per-channel Spearman with the pruning drop: overlap {fmt(r.spearman_overlap_drop, 2)}, mean "
+            f"|activation| {fmt(r.spearman_activation_drop, 2)}.")
+    return section("Channel redundancy (channel-wise NNK)", takeaways, [
+        Figure("Overlap and redundancy by layer", by_layer, "One curve per dropout rate (band: standard deviation "
+               "over seeds); grey: the permutation baseline. Curves far above grey are layers whose channels "
+               "duplicate each other.", ("overlap", "redundancy", "overlap_baseline", "redundancy_baseline")),
+        Figure("Pruning one channel", prune, "One point per channel and model: if overlap predicts cheap pruning, "
+               "the points fall from left to right.", ("overlap", "accuracy_drop"))],
+        {"correlations": c, "per model and layer": t}, GLOSSARY)
 
 
 REDUNDANCY = StudyKind(

@@ -8,7 +8,7 @@ import numpy as np
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
 from ..common import build_model, layer_features, load_data, train
-from ..figures import grid, html_table, png
+from ..figures import Figure, Term, fmt, lines, section
 
 PERTURBATIONS = ("gaussian", "fgsm_linf", "fgsm_l2", "pgd_linf", "pgd_l2", "weights")
 
@@ -108,39 +108,124 @@ def _table(store: RunStore):
     return t[cols + rest].sort_values(["perturbation", "layer", "strength"], ignore_index=True)
 
 
-def _robustness_section(store: RunStore) -> dict:
-    t = _table(store)
-    kinds = list(dict.fromkeys(t.perturbation))
-    figures = []
-    for metric, label in (("overlap", "NNK-neighbour overlap with clean"), ("loo_error", "NNK LOO error"),
-                          ("diameter", "polytope diameter")):
-        fig, axes = grid(len(kinds))
-        for ax, kind in zip(axes, kinds, strict=False):
-            sub = t[t.perturbation == kind]
-            for layer, s in sub.groupby("layer", sort=False):
-                ax.plot(s.strength, s[metric], "o-", label=layer)
-            if metric == "overlap":
-                acc = sub.groupby("strength").accuracy.first()
-                ax.plot(acc.index, acc.values, "k--", label="model accuracy")
-            ax.set(title=kind, xlabel="strength (eps, std or relative weight noise)", ylabel=label)
-        axes[0].legend(fontsize=7)
-        figures.append((label, png(fig)))
-    summary = []
-    for kind in kinds:
-        sub = t[t.perturbation == kind]
+BROKEN = 0.5  # NNK-neighbour overlap with the clean points below this counts as the layer's geometry broken
+MARGIN = 0.01  # detector AUROC above the best baseline's by at least this counts as NNK detecting better
+ACCURACY = "accuracy of the model"  # drawn with the layers' overlap curves, in black: not a layer
+METRICS = {"overlap": "NNK-neighbour overlap with clean", "loo_error": "NNK LOO error",
+           "diameter": "polytope diameter"}
+DETECTORS = {  # column -> (method, colour): methods, not models, so the colours are fixed here
+    "score": ("NNK score", "#4477AA"), "disagreement": ("NNK disagreement", "#66CCEE"),
+    "interpolation_error": ("NNK interpolation error", "#228833"), "baseline_auroc": ("kNN disagreement", "#BBBBBB"),
+    "knn_distance_auroc": ("kNN distance", "#777777")}
+GLOSSARY = {
+    "perturbation": Term("what is perturbed: gaussian input noise, FGSM / PGD attacks (L-inf or L2) or relative "
+                         "Gaussian noise on every weight (weights)"),
+    "strength": Term("the perturbation's size: noise std, attack eps, or relative weight-noise std", ">= 0",
+                     "0 = clean"),
+    "overlap": Term("mean Jaccard overlap of each evaluation point's NNK neighbours (among the reference points) "
+                    "before and after the perturbation", "[0, 1]",
+                    f"1 = unchanged; below {BROKEN:g} counted as broken", "nnkscope"),
+    "diameter": Term("mean NNK polytope diameter of the perturbed points", "[0, 2]",
+                     "higher = looser neighbourhoods", "Shekkizhar & Ortega"),
+    "diameter_change": Term("mean change of each point's diameter from clean", "[-2, 2]", "0 = unchanged"),
+    "nnk_degree": Term("mean number of NNK neighbours of the perturbed points", "[0, K]", ""),
+    "degree_change": Term("mean change of each point's NNK degree from clean", "", "0 = unchanged"),
+    "nnk_error": Term("error of the NNK classifier on the perturbed points", "[0, 1]", "lower = better"),
+    "loo_error": Term("NNK leave-one-out error of the reference points under the perturbation", "[0, 1]",
+                      "lower = labels still smooth", "Shekkizhar & Ortega, DeepNNK"),
+    "interpolation_error": Term("mean NNK interpolation error of the perturbed points", ">= 0",
+                                "higher = off the data manifold", "Shekkizhar & Ortega"),
+    "dead_rows": Term("points whose features are all zero", "integer", "0 = none"),
+    "attack": Term("the attack the detector is tested on"), "eps": Term("the attack's eps", "> 0"),
+    "score": Term("the NNK detector score: score (disagreement and interpolation error combined), disagreement "
+                  "(NNK label vote vs prediction) or interpolation_error"),
+    "knn_distance_auroc": Term("AUROC of the mean distance to the K nearest neighbours", "[0, 1]",
+                               "0.5 = chance, 1 = perfect"),
+    "auroc_successful": Term("AUROC with only the attacks that changed the prediction as positives", "[0, 1]",
+                             "0.5 = chance"),
+    "baseline_auroc_successful": Term("the same for the kNN disagreement", "[0, 1]", "0.5 = chance"),
+    "knn_distance_auroc_successful": Term("the same for the kNN distance", "[0, 1]", "0.5 = chance"),
+    "attack_success": Term("fraction of attacked points whose prediction changed", "[0, 1]", ""),
+    "clean_accuracy": Term("accuracy on the clean evaluation points", "[0, 1]", "higher = better"),
+    "attacked_accuracy": Term("accuracy on the attacked evaluation points", "[0, 1]", "higher = better"),
+}
+
+
+def _breaks(t) -> list[str]:
+    """Per perturbation: the smallest strength at which each layer's overlap falls below BROKEN."""
+    out = []
+    for kind, sub in t.groupby("perturbation", sort=False):
+        first = {layer: s[s.overlap < BROKEN].strength.min() for layer, s in sub.groupby("layer", sort=False)}
+        broke = {layer: v for layer, v in first.items() if np.isfinite(v)}
         top = sub[sub.strength == sub.strength.max()]
-        summary.append(f"{kind} at strength {top.strength.iloc[0]:g}: model accuracy {top.accuracy.iloc[0]:.3f}; "
-                       "overlap " + ", ".join(f"{r.layer} {r.overlap:.2f}" for r in top.itertuples()) + ".")
+        if not broke:
+            out.append(f"{kind}: no layer breaks up to strength {sub.strength.max():g} (overlap < {BROKEN:g} counts "
+                       f"as broken); lowest overlap {fmt(top.overlap.min())}, model accuracy "
+                       f"{fmt(top.accuracy.iloc[0])}.")
+            continue
+        s0 = min(broke.values())
+        layers = [layer for layer, v in broke.items() if v == s0]
+        at = sub[sub.strength == s0]
+        low = at.loc[at.overlap.idxmin()]
+        out.append(f"{kind}: {', '.join(layers)} break{'s' if len(layers) == 1 else ''} first, at strength {s0:g} "
+                   f"(overlap < {BROKEN:g} counts as broken; {len(broke)} of {len(first)} layers break by "
+                   f"{sub.strength.max():g}); lowest overlap there {low.layer} {fmt(low.overlap)}, model accuracy "
+                   f"{fmt(at.accuracy.iloc[0])}.")
+    return out
+
+
+def _detector_figure(d):
+    import pandas as pd
+
+    bars = []
+    for which, suffix in (("all attacks", ""), ("successful attacks only", "_successful")):
+        for r in d.itertuples():
+            bars.append({"which": which, "method": DETECTORS[r.score][0], "auroc": getattr(r, "auroc" + suffix)})
+        r = d.iloc[0]
+        for col in ("baseline_auroc", "knn_distance_auroc"):
+            bars.append({"which": which, "method": DETECTORS[col][0], "auroc": r[col + suffix]})
+    fig = lines(pd.DataFrame(bars), "which", "auroc", by="method", mode="bar", ref={"chance": 0.5},
+                colour={m: c for m, c in DETECTORS.values()}, x_title="positives", y_title="AUROC")
+    fig.update_yaxes(range=[0.0, 1.0])
+    return fig
+
+
+def _robustness_section(store: RunStore) -> dict:
+    import pandas as pd
+
+    t = _table(store)
+    figures = []
+    for metric, label in METRICS.items():
+        data = t.assign(series=t.layer)
+        if metric == "overlap":  # the model's accuracy next to the geometry: which one gives way first
+            acc = t.groupby(["perturbation", "strength"], as_index=False, sort=False).accuracy.first()
+            data = pd.concat([data, acc.assign(series=ACCURACY, overlap=acc.accuracy)], ignore_index=True)
+        fig = lines(data, "strength", metric, by="series", key=lambda v: v if v == ACCURACY else f"layer {v}",
+                    panel="perturbation", x_title="strength (eps, noise std or relative weight noise)",
+                    y_title=label, hover=("accuracy",), colour={ACCURACY: "black"},
+                    ref={f"broken (< {BROKEN:g})": BROKEN} if metric == "overlap" else None)
+        figures.append(Figure(f"{label} vs strength", fig, "One panel per perturbation, one curve per layer: the "
+                              "layer whose curve drops first is the first whose geometry gives way.",
+                              (metric, "strength", "accuracy")))
+    takeaways = _breaks(t)
+    table = {"per layer": t}
     if "adversarial_detector" in store.tables():
         d = store.read("adversarial_detector")
-        for r in d.itertuples():
-            summary.append(f"Detector ({r.attack}, eps {r.eps:g}, layer {r.layer}, {r.score}): AUROC {r.auroc:.3f} "
-                           f"vs kNN disagreement {r.baseline_auroc:.3f} and kNN distance {r.knn_distance_auroc:.3f} "
-                           f"(successful attacks only: "
-                           f"{r.auroc_successful:.3f} vs {r.baseline_auroc_successful:.3f} and "
-                           f"{r.knn_distance_auroc_successful:.3f}; attack success "
-                           f"{r.attack_success:.2f}).")
-    return {"title": "Robustness of NNK geometry", "figures": figures, "summary": summary, "table": html_table(t)}
+        table["detector"] = d
+        for (attack, eps), sub in d.groupby(["attack", "eps"], sort=False):
+            best = sub.loc[sub.auroc.idxmax()]
+            base = max(best.baseline_auroc, best.knn_distance_auroc)
+            verdict = ("NNK detects better" if best.auroc - base >= MARGIN else
+                       "a kNN baseline detects better" if base - best.auroc >= MARGIN else "no difference")
+            takeaways.append(f"Detector ({attack}, eps {eps:g}, layer {best.layer}): best NNK score "
+                             f"{best.score} AUROC {fmt(best.auroc)} vs best kNN baseline {fmt(base)}: {verdict} "
+                             f"(a margin of {MARGIN:g} counts; 0.5 is chance); attack success "
+                             f"{fmt(best.attack_success, 2)}.")
+            figures.append(Figure(f"Adversarial detector ({attack}, eps {eps:g})", _detector_figure(sub),
+                                  "AUROC of telling attacked from clean points, over all attacks and over the "
+                                  "successful ones only; the dotted line is chance.",
+                                  ("auroc", "baseline_auroc", "knn_distance_auroc", "auroc_successful")))
+    return section("Robustness of NNK geometry", takeaways, figures, table, GLOSSARY)
 
 
 def _perturbation_lists(v):

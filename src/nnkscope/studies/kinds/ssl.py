@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import StudyKind, choice, each, integer, number
-from ..figures import html_table, png
+from ..figures import Figure, Term, fmt_rho, lines, section
 
 METHODS = {"simclr": "nt_xent", "vicreg": "vicreg"}
 SSL_DATASETS = ("mnist1d", "mnist", "digits")
@@ -434,15 +434,55 @@ def run_ssl(cfg: dict, store: RunStore, progress=None):
 
 
 def _fmt_rho(r) -> str:
-    return f"rho {r.spearman:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+    return fmt_rho(r.spearman, r.ci_low, r.ci_high)
+
+
+GLOSSARY = {
+    "family": Term("a dataset with one encoder/projector architecture and its list of SSL models"),
+    "method": Term("the self-supervised objective: simclr (NT-Xent) or vicreg"),
+    "head": Term("where the features are taken: encoder (used downstream) or projector (where the SSL loss acts)"),
+    "augmentation": Term("the augmentation measured (or 'semantic': an MGM of the plain test embedding)"),
+    "mgm": Term("the manifold-geometry measure: diameter / spread (/ diameter_relative) of a sample's augmented "
+                "copies, or a semantic MGM (nnk_degree, diameter, local_id)", "", "", "nnkscope (R8b)"),
+    "task": Term("the transfer task: nnk / linear (few-shot NNK classifier / logistic probe accuracy) or "
+                 "regress_<augmentation> (R^2 of predicting that augmentation's parameters)"),
+    "shots": Term("labelled examples per class of the few-shot task (0 for regression)", "integer"),
+    "n_models": Term("models the correlation is over", "integer", ">= 4"),
+    "ci_excludes_zero": Term("whether the bootstrap interval excludes 0 (a reliable sign)", "true / false"),
+    "train_strength": Term("strength of the augmentations the model was trained with", "[0, 1]"),
+    "diameter_mean_encoder": Term("mean diameter of a sample's augmented copies in the encoder", "[0, 2]",
+                                  "lower = more invariant", "nnkscope (R9)"),
+    "diameter_mean_projector": Term("the same in the projector", "[0, 2]", "lower = more invariant",
+                                    "nnkscope (R9)"),
+    "diameter_relative_encoder": Term("encoder diameter / its typical distance between different samples",
+                                      ">= 0", "lower = more invariant relative to the embedding's scale"),
+    "diameter_relative_projector": Term("the same in the projector", ">= 0", "lower = more invariant"),
+    "spread_mean_encoder": Term("mean spread (A) of a sample's augmented copies in the encoder", ">= 0",
+                                "lower = more invariant", "nnkscope (R9)"),
+    "spread_mean_projector": Term("the same in the projector", ">= 0", "lower = more invariant"),
+    "spread_relative_encoder": Term("encoder spread / its typical distance between samples", ">= 0", ""),
+    "spread_relative_projector": Term("projector spread / its typical distance between samples", ">= 0", ""),
+    "projector_more_invariant": Term("projector diameter < encoder diameter", "true / false", "", "R9"),
+    "projector_more_invariant_relative": Term("the same, relative to each head's typical distance", "true / false"),
+    "spread_ratio": Term("A_proj / A_enc: projector spread over encoder spread", ">= 0",
+                         "< 1 = the projector gathers the copies more", "nnkscope (R9)"),
+    "spread_ratio_relative": Term("the same with relative spreads", ">= 0", "< 1 = projector more invariant"),
+    "score": Term("transfer score: accuracy (few-shot) or R^2 (regression)", "[0, 1] / (-inf, 1]",
+                  "higher = better transfer"),
+    "effective_rank": Term("effective rank (exp of the entropy of the normalised singular values) of the test "
+                           "embedding", "[1, dim]", "higher = more dimensions used", "Roy & Vetterli 2007"),
+    "diameter": Term("mean NNK polytope diameter of a test sample's augmented copies (at the correlation "
+                     "strength)", "[0, 2]", "lower = more invariant", "nnkscope (R8b)"),
+    "loss": Term("the SSL training loss per epoch", "", "lower = objective better met"),
+    "spearman": Term("Spearman rank correlation across the family's models of the MGM with the transfer task",
+                     "[-1, 1]", "for diameters, negative = more invariant, better transfer", "nnkscope (R8b)"),
+}
 
 
 def _scatter_figure(store: RunStore, family: str, strength: float, shots: int):
-    """Fig. 2 of the proposal: per augmentation, invariance (diameter) against transfer, encoder | projector."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Fig. 2 of the proposal: per augmentation and task, invariance (diameter) against transfer, encoder and
+    projector side by side, rho and its interval in each panel's title."""
+    import pandas as pd
 
     mg = mgm_table(store, family, strength)
     mg = mg[mg.mgm == "diameter"]
@@ -451,39 +491,32 @@ def _scatter_figure(store: RunStore, family: str, strength: float, shots: int):
     corr = store.read("ssl_correlation")
     corr = corr[corr.family == family]
     meta = store.read("ssl_training")
-    meta = meta[meta.family == family].groupby("model").first()
-    augs = [a for a in mg.augmentation.unique() if a != "semantic"]
+    meta = meta[meta.family == family].groupby("model", as_index=False).first()[["model", "method", "strength"]]
+    augs = [a for a in dict.fromkeys(mg.augmentation) if a != "semantic"]
     rows = [("nnk", shots, f"NNK {shots}-shot"), ("linear", shots, f"logistic {shots}-shot"),
-            (None, 0, "R^2 predicting the same augmentation")]
-    fig, axes = plt.subplots(len(rows), 2 * len(augs), figsize=(2.6 * 2 * len(augs), 2.5 * len(rows)),
-                             squeeze=False)
-    cmap = plt.get_cmap("viridis")
-    for c, aug in enumerate(augs):
-        for h, head in enumerate(HEADS):
-            x = mg[(mg.augmentation == aug) & (mg["head"] == head)].set_index("model")["value"]
-            for r, (task, sh, label) in enumerate(rows):
-                task = task or f"regress_{aug}"
-                y = tr[(tr.task == task) & (tr.shots == sh)].set_index("model")["score"]
-                both = x.to_frame("x").join(y.rename("y"), how="inner")
-                ax = axes[r, 2 * c + h]
-                for model, p in both.iterrows():
-                    m = meta.loc[model] if model in meta.index else None
-                    colour = cmap(float(m.strength) if m is not None else 0.5)
-                    ax.scatter(p.x, p.y, color=colour, marker="o" if m is None or m.method == "simclr" else "^",
-                               s=28, edgecolor="k", linewidth=0.4)
+            (None, 0, "R^2, same augmentation")]
+    parts, titles = [], {}
+    for task, sh, label in rows:
+        for aug in augs:
+            t = task or f"regress_{aug}"
+            y = tr[(tr.task == t) & (tr.shots == sh)][["model", "score"]]
+            for head in HEADS:
+                x = mg[(mg.augmentation == aug) & (mg["head"] == head)][["model", "value"]]
+                panel = f"{label} | {aug}, {head}"
                 hit = corr[(corr["head"] == head) & (corr.augmentation == aug) & (corr.mgm == "diameter")
-                           & (corr.task == task) & (corr.shots == sh)]
-                note = _fmt_rho(hit.iloc[0]) if len(hit) and np.isfinite(hit.iloc[0].spearman) else "rho n/a"
-                ax.set_title(f"{aug}, {head}\n{note}", fontsize=7)
-                ax.tick_params(labelsize=6)
-                if r == len(rows) - 1:
-                    ax.set_xlabel(f"mean diameter (s={strength:g})", fontsize=7)
-                if c == 0 and h == 0:
-                    ax.set_ylabel(label if task != f"regress_{aug}" else "R^2, same augmentation", fontsize=7)
-                ax.grid(alpha=0.3)
-    fig.suptitle(f"{family}: invariance vs transfer of the encoder (colour = training strength, "
-                 "circle = SimCLR, triangle = VICReg)", fontsize=8)
-    return png(fig)
+                           & (corr.task == t) & (corr.shots == sh)]
+                r = hit.iloc[0] if len(hit) else None
+                note = f"rho {r.spearman:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if r is not None and np.isfinite(
+                    r.spearman) else "rho n/a"
+                titles[panel] = f"{aug}, {head}<br>{note}"  # short: six panels share a row
+                parts.append(x.merge(y, on="model").merge(meta, on="model", how="left").assign(panel=panel))
+    data = pd.concat(parts, ignore_index=True)
+    fig = lines(data, "value", "score", by="model", key="model {}", panel="panel", mode="markers", titles=titles,
+                cols=2 * len(augs), hover=("method", "strength"), x_title=f"mean diameter of the augmented copies "
+                f"(strength {strength:g}; lower = more invariant)")
+    for i, (_, _, label) in enumerate(rows):  # the task of each row of panels, on its first y axis
+        fig.update_yaxes(title_text=label, title_font_size=10, row=i + 1, col=1)
+    return fig
 
 
 def _r9_table(store: RunStore, family: str):
@@ -503,45 +536,55 @@ def _r9_table(store: RunStore, family: str):
     return wide
 
 
-def _r9_figure(r9, sem, family: str):
-    import matplotlib.pyplot as plt
+def _r9_figures(r9, sem, family: str) -> list:
+    import pandas as pd
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    ax = axes[0]
-    top = float(max(r9.diameter_mean_encoder.max(), r9.diameter_mean_projector.max(), 0.1)) * 1.05
-    sc = ax.scatter(r9.diameter_mean_encoder, r9.diameter_mean_projector, c=r9.train_strength, cmap="viridis",
-                    vmin=0, vmax=1, edgecolor="k", linewidth=0.4)
-    ax.plot([0, top], [0, top], "k--", lw=0.8)
-    ax.set(xlabel="encoder mean diameter", ylabel="projector mean diameter",
-           title="trained augmentations at their strength", xlim=(0, top), ylim=(0, top))
-    fig.colorbar(sc, ax=ax, label="training strength")
-    ax = axes[1]
-    g = r9.groupby("train_strength").spread_ratio
-    ax.errorbar(g.mean().index, g.mean(), yerr=g.std().fillna(0), fmt="o-")
-    ax.axhline(1, color="k", lw=0.8, ls="--")
-    ax.set(xlabel="training strength", ylabel="A_proj / A_enc (spread ratio)", title="projector vs encoder spread")
-    ax = axes[2]
-    for head, sub in sem.groupby("head"):
-        g = sub.groupby("strength").effective_rank
-        ax.errorbar(g.mean().index, g.mean(), yerr=g.std().fillna(0), fmt="o-", label=head)
-    ax.set(xlabel="training strength", ylabel="effective rank", title="effective rank of the test embedding")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"{family}: encoder vs projector (R9)", fontsize=9)
-    return png(fig)
+    pair = lines(r9, "diameter_mean_encoder", "diameter_mean_projector", by="model", key="model {}",
+                 panel="augmentation", mode="markers", diagonal=True, hover=("train_strength",),
+                 x_title="encoder mean diameter", y_title="projector mean diameter")
+    g = r9.groupby("train_strength", as_index=False).spread_ratio.agg(["mean", "std"])
+    ranks = sem.groupby(["head", "strength"], as_index=False).effective_rank.agg(["mean", "std"])
+    both = pd.concat([g.rename(columns={"train_strength": "strength"}).assign(
+        series="projector / encoder", panel="spread ratio A_proj / A_enc (< 1: projector more invariant)"),
+        ranks.rename(columns={"head": "series"}).assign(panel="effective rank of the test embedding")],
+        ignore_index=True)
+    trend = lines(both, "strength", "mean", by="series", panel="panel", band="std", cols=2,
+                  colour={"projector / encoder": "#4477AA", "encoder": "#228833", "projector": "#EE6677"},
+                  x_title="training strength", y_title="mean over models (band: std)")
+    return [Figure(f"{family}: encoder vs projector (R9), per model", pair,
+                   "Trained augmentations at the model's own strength: points below the dashed diagonal are models "
+                   "whose projector is more invariant than their encoder.",
+                   ("diameter_mean_encoder", "diameter_mean_projector", "train_strength")),
+            Figure(f"{family}: encoder vs projector (R9), across strength", trend,
+                   "How the projector/encoder spread ratio and each head's effective rank change with the training "
+                   "strength.", ("spread_ratio", "effective_rank"))]
 
 
 def _loss_figure(store: RunStore):
-    import matplotlib.pyplot as plt
+    t = store.read("ssl_training").dropna(subset=["loss"])
+    return lines(t, "epoch", "loss", by="model", key="model {}", panel="family", mode="lines", x_title="epoch",
+                 y_title="SSL loss", hover=("method", "strength"))
 
-    t = store.read("ssl_training")
-    fams = list(dict.fromkeys(t.family))
-    fig, axes = plt.subplots(1, len(fams), figsize=(5 * len(fams), 3.2), squeeze=False)
-    for ax, fam in zip(axes[0], fams, strict=True):
-        for model, sub in t[t.family == fam].groupby("model"):
-            ax.plot(sub.epoch, sub.loss, label=model, lw=1)
-        ax.set(title=f"{fam}: SSL loss", xlabel="epoch", yscale="symlog")
-        ax.legend(fontsize=5)
-    return png(fig)
+
+def _r9_takeaways(r9, sem, family: str) -> list:
+    out = []
+    for col, ratio_col, what in (
+            ("projector_more_invariant", "spread_ratio", "mean diameter"),
+            ("projector_more_invariant_relative", "spread_ratio_relative",
+             "mean diameter relative to the head's typical distance between samples")):
+        per_s = r9.groupby("train_strength")[col].agg(["sum", "count"])
+        every = bool((per_s["sum"] == per_s["count"]).all())
+        by_s = ", ".join(f"s={s:g}: {int(r['sum'])}/{int(r['count'])}" for s, r in per_s.iterrows())
+        ratio = ", ".join(f"s={s:g}: {v:.2f}" for s, v in r9.groupby("train_strength")[ratio_col].median().items())
+        out.append(f"{family} (R9): the projector is more invariant than the encoder ({what} under the model's own "
+                   f"augmentations at its training strength) in {int(r9[col].sum())} of {len(r9)} cases ({by_s}): "
+                   f"{'at every strength' if every else 'not at every strength'} (all cases at a strength count as "
+                   f"'at' it); median spread ratio projector/encoder {ratio} (< 1 = projector more invariant).")
+    ranks = sem.groupby(["head", "strength"]).effective_rank.mean()
+    out.append(f"{family} (R9): effective rank of the test embedding by training strength: " + "; ".join(
+        f"{head} " + ", ".join(f"{s:g}: {v:.1f}" for s, v in ranks[head].items()) for head in HEADS
+        if head in ranks.index.get_level_values(0)) + ".")
+    return out
 
 
 def _ssl_section(store: RunStore) -> dict:
@@ -549,57 +592,46 @@ def _ssl_section(store: RunStore) -> dict:
     strength = float(params.get("correlation", {}).get("strength", 1.0))
     shots_all = params.get("transfer", {}).get("shots", [5])
     shots = sorted(shots_all)[len(shots_all) // 2]
+    level = 100 * float(params.get("correlation", {}).get("confidence", 0.95))
     corr = store.read("ssl_correlation")
     pred = store.read("ssl_predictors")
     sem = store.read("ssl_semantic").merge(store.read("ssl_training").groupby(["family", "model"], as_index=False)
                                            .first()[["family", "model", "strength"]], on=["family", "model"])
-    figures, summary, tables = [], [], []
+    figures, takeaways, tables = [], [], {}
     for family in dict.fromkeys(corr.family):
-        figures.append((f"{family}: invariance vs transfer", _scatter_figure(store, family, strength, shots)))
+        figures.append(Figure(f"{family}: invariance vs transfer", _scatter_figure(store, family, strength, shots),
+                              "One point per model. Rows: few-shot NNK, few-shot logistic, R^2 predicting the same "
+                              "augmentation; columns: augmentation, encoder | projector invariance against the "
+                              f"encoder's transfer. Titles: Spearman rho and its {level:.0f}% bootstrap interval.",
+                              ("diameter", "score", "spearman", "ci_low", "ci_high")))
         r9 = _r9_table(store, family)
         if len(r9):
-            figures.append((f"{family}: encoder vs projector", _r9_figure(r9, sem[sem.family == family], family)))
-            for col, ratio_col, what in (
-                    ("projector_more_invariant", "spread_ratio", "mean diameter"),
-                    ("projector_more_invariant_relative", "spread_ratio_relative",
-                     "mean diameter relative to the head's typical distance between samples")):
-                per_s = r9.groupby("train_strength")[col].agg(["sum", "count"])
-                every = bool((per_s["sum"] == per_s["count"]).all())
-                by_s = ", ".join(f"s={s:g}: {int(r['sum'])}/{int(r['count'])}" for s, r in per_s.iterrows())
-                ratio = ", ".join(f"s={s:g}: {v:.2f}" for s, v in r9.groupby("train_strength")[ratio_col].median()
-                                  .items())
-                summary.append(f"{family} (R9): the projector is more invariant than the encoder ({what} under the "
-                               "model's own augmentations at its training strength) in "
-                               f"{int(r9[col].sum())} of {len(r9)} cases ({by_s}): "
-                               f"{'at every strength' if every else 'not at every strength'}; median spread ratio "
-                               f"projector/encoder {ratio}.")
-            ranks = sem[sem.family == family].groupby(["head", "strength"]).effective_rank.mean()
-            summary.append(f"{family} (R9): effective rank of the test embedding by training strength: " + "; ".join(
-                f"{head} " + ", ".join(f"{s:g}: {v:.1f}" for s, v in ranks[head].items()) for head in HEADS
-                if head in ranks.index.get_level_values(0)) + ".")
-            tables.append(f"<h4>{family}: encoder vs projector (R9)</h4>" + html_table(r9))
+            figures += _r9_figures(r9, sem[sem.family == family], family)
+            takeaways += _r9_takeaways(r9, sem[sem.family == family], family)
+            tables[f"{family}: encoder vs projector (R9)"] = r9
         c = corr[corr.family == family]
         sig = c[(c.ci_low > 0) | (c.ci_high < 0)]
-        level = 100 * float(params.get("correlation", {}).get("confidence", 0.95))
         n_mgms = len(c.groupby(["head", "augmentation", "mgm"]))
-        summary.append(f"{family} (R8b): {len(sig)} of {len(c)} MGM-transfer correlations over "
-                       f"{int(c.n_models.max())} models have a {level:.0f}% bootstrap interval that excludes 0 "
-                       "(for diameters, a negative rho means: more invariant, better transfer). The best predictor "
-                       f"of each task below is the largest |rho| among {n_mgms} candidate MGMs: selected after the "
-                       "fact, so its |rho| is biased upwards; read it as exploratory.")
+        takeaways.append(f"{family} (R8b): {len(sig)} of {len(c)} MGM-transfer correlations over "
+                         f"{int(c.n_models.max())} models have a {level:.0f}% bootstrap interval that excludes 0 "
+                         "(excluding 0 counts as a reliable sign; for diameters, a negative rho means: more "
+                         "invariant, better transfer). The best predictor of each task below is the largest |rho| "
+                         f"among {n_mgms} candidate MGMs: selected after the fact, so its |rho| is biased upwards; "
+                         "read it as exploratory.")
         p = pred[pred.family == family]
         for _, r in p.iterrows():
-            summary.append(f"{family}: {r.task}{f' {r.shots}-shot' if r.shots else ''} is best predicted by the "
-                           f"{r['head']} {r.mgm}{'' if r.augmentation == 'semantic' else ' under ' + r.augmentation}"
-                           f"{' (semantic)' if r.augmentation == 'semantic' else ''}: {_fmt_rho(r)}"
-                           f"{'' if r.ci_excludes_zero else ' (interval includes 0)'}.")
-        tables.append(f"<h4>{family}: best predictor per task</h4>" + html_table(p.drop(columns="family")))
+            takeaways.append(f"{family}: {r.task}{f' {r.shots}-shot' if r.shots else ''} is best predicted by the "
+                             f"{r['head']} {r.mgm}"
+                             f"{' (semantic)' if r.augmentation == 'semantic' else ' under ' + r.augmentation}: "
+                             f"{_fmt_rho(r)}{'' if r.ci_excludes_zero else ' (interval includes 0)'}.")
+        tables[f"{family}: best predictor per task"] = p.drop(columns="family").reset_index(drop=True)
         diag = c[(c.mgm == "diameter") & (c.task.isin(["nnk", "linear"]) & (c.shots == shots)
                                           | (c.task == "regress_" + c.augmentation))]
-        tables.append(f"<h4>{family}: diameter vs transfer</h4>" + html_table(diag.drop(columns="family")))
-    figures.append(("Training loss", _loss_figure(store)))
-    return {"title": "Self-supervised models: invariance, transfer, encoder vs projector", "figures": figures,
-            "summary": summary, "table": "".join(tables)}
+        tables[f"{family}: diameter vs transfer"] = diag.drop(columns="family").reset_index(drop=True)
+    figures.append(Figure("Training loss", _loss_figure(store), "The SSL loss of every model per epoch, one panel "
+                          "per family.", ("loss",)))
+    return section("Self-supervised models: invariance, transfer, encoder vs projector", takeaways, figures, tables,
+                   GLOSSARY)
 
 
 SSL = StudyKind(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
 from ..common import build_model, error_rate, layer_features, load_data, train
-from ..figures import html_table, png
+from ..figures import Figure, Term, fmt, lines, long, section
 
 
 def run_width_sweep(cfg: dict, store: RunStore, progress=None):
@@ -36,22 +36,50 @@ def run_width_sweep(cfg: dict, store: RunStore, progress=None):
     return store.read("width_sweep").sort_values("width")
 
 
-def _width_section(store: RunStore) -> dict:
-    import matplotlib.pyplot as plt
+GAP = 0.01  # unweighted minus weighted LOO error at least this counts as the NNK weights helping
+GLOSSARY = {
+    "width": Term("hidden width of the MLP", "integer >= 1", "", "nnkscope (R10)"),
+    "homogeneous_fraction_H": Term("fraction of training samples whose NNK neighbours all share their label (H)",
+                                   "[0, 1]", "higher = labels separate cleanly in the last hidden layer",
+                                   "Shekkizhar & Ortega"),
+    "mean_homogeneity": Term("mean over samples of the NNK-weight share of same-label neighbours (h)", "[0, 1]",
+                             "higher = purer neighbourhoods", "Shekkizhar & Ortega"),
+    "loo_error_weighted": Term("leave-one-out error of the NNK classifier with its NNK weights", "[0, 1]",
+                               "lower = better interpolation", "Shekkizhar & Ortega"),
+    "loo_error_unweighted": Term("the same with the NNK neighbours weighted equally", "[0, 1]",
+                                 "lower = better interpolation", "Shekkizhar & Ortega"),
+    "gap": Term("loo_error_unweighted - loo_error_weighted", "[-1, 1]", "positive = the NNK weights help",
+                "nnkscope (R10)"),
+    "mean_nnk_degree": Term("mean number of NNK neighbours per training sample", "[1, K]", "", "nnkscope"),
+    "dead_rows": Term("training samples whose features are all zero (counted as errors)", "integer", "0 = none"),
+    "epochs": Term("epochs trained (until 100% training accuracy held hold_epochs epochs, or max_epochs)",
+                   "integer"),
+}
 
-    t = store.read("width_sweep").sort_values("width")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].plot(t.width, t.homogeneous_fraction_H, "o-")
-    axes[0].set(xscale="log", xlabel="width", title="homogeneous nodes H")
-    axes[1].plot(t.width, t.loo_error_weighted, "o-", label="weighted (NNK)")
-    axes[1].plot(t.width, t.loo_error_unweighted, "o-", label="unweighted")
-    axes[1].set(xscale="log", xlabel="width", title="leave-one-out error")
-    axes[1].legend(fontsize=8)
+
+def _width_section(store: RunStore) -> dict:
+    t = store.read("width_sweep").sort_values("width", ignore_index=True)
+    h = lines(long(t, ["homogeneous_fraction_H", "mean_homogeneity"]), "width", "value", by="measure", log_x=True,
+              x_title="width (log)", y_title="fraction", hover=("epochs", "train_error"))
+    err = lines(long(t, ["loo_error_weighted", "loo_error_unweighted", "test_error"]), "width", "value",
+                by="measure", log_x=True, x_title="width (log)", y_title="error", hover=("train_error",))
     a, b = t.iloc[0], t.iloc[-1]
-    summary = [f"Width {a.width} -> {b.width}: H {a.homogeneous_fraction_H:.2f} -> {b.homogeneous_fraction_H:.2f}, "
-               f"weighted/unweighted LOO gap {a.gap:.4f} -> {b.gap:.4f}."]
-    return {"title": "Width sweep", "figures": [("Interpolation geometry", png(fig))], "summary": summary,
-            "table": html_table(t)}
+    helped = t[t.gap >= GAP]
+    takeaways = [f"Width {int(a.width)} -> {int(b.width)}: homogeneous fraction H {fmt(a.homogeneous_fraction_H)} -> "
+                 f"{fmt(b.homogeneous_fraction_H)}; test error {fmt(a.test_error)} -> {fmt(b.test_error)}.",
+                 f"The NNK weights lower the leave-one-out error by at least {GAP:g} (unweighted minus weighted) at "
+                 f"{len(helped)} of {len(t)} widths"
+                 + (f" ({', '.join(str(w) for w in helped.width)})" if len(helped) else "")
+                 + f"; the gap goes {fmt(a.gap)} -> {fmt(b.gap)}.",
+                 f"{int((t.train_error == 0).sum())} of {len(t)} widths interpolate the training set (training "
+                 "error 0 counts as interpolating)."]
+    return section("Width sweep", takeaways, [
+        Figure("Homogeneous neighbourhoods across width", h, "H: share of training samples whose NNK neighbours "
+               "all carry their label; it rises as wider models separate the classes.",
+               ("homogeneous_fraction_H", "mean_homogeneity")),
+        Figure("Leave-one-out error: NNK weights vs equal weights", err, "Where the weighted curve lies below the "
+               "unweighted one, the NNK weights carry information beyond who the neighbours are.",
+               ("loo_error_weighted", "loo_error_unweighted", "test_error"))], t, GLOSSARY)
 
 
 WIDTH_SWEEP = StudyKind(
