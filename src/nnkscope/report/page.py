@@ -305,7 +305,8 @@ function sampleHtml(D, model, node, big) {
   const s = D.samples && D.samples[model] ? D.samples[model][node] : null;
   if (s == null) return '';
   if (D.sample_kind === 'thumbnail')
-    return '<img class="thumb' + (big ? ' big' : '') + '" alt="sample ' + node + '" src="data:image/png;base64,' + s + '">';
+    return '<img class="thumb' + (big ? ' big' : '') + '" alt="sample ' + node +
+      '" src="data:image/png;base64,' + s + '">';
   const d = document.createElement('span'); d.className = 'stext'; d.textContent = s; return d.outerHTML;
 }
 function esc(s) { const d = document.createElement('span'); d.textContent = String(s); return d.innerHTML; }
