@@ -3,7 +3,7 @@ console errors and exceptions, network requests, load time, figure contents, unr
 
 Used by tests/test_report_browser.py and runnable on its own (it prints the numbers the README quotes)::
 
-    python tests/report_browser.py demo-run/report.html [--screenshot docs/report-screenshot.png]
+    python tests/report_browser.py demo-run/report.html [--screenshot docs/report-screenshot.png [--at '#sec-0']]
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def inspect(page: Path, screenshot: Path | None = None, actions: str = "") -> di
 if __name__ == "__main__":
     args = sys.argv[1:]
     shot = Path(args[args.index("--screenshot") + 1]) if "--screenshot" in args else None
+    at = args[args.index("--at") + 1] if "--at" in args else ""  # CSS selector scrolled to before the screenshot
     target = Path(args[0])
-    res = inspect(target, shot)
+    res = inspect(target, shot, f"document.querySelector({json.dumps(at)}).scrollIntoView()" if at else "")
     res.pop("text")
     print(json.dumps({"size_mb": round(target.stat().st_size / 2**20, 2), **res}, indent=1))

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this ma
 OPEN_S = 2.0  # the issue's bound on opening the demo report
 SIZE_MB = 10.0
 
-CLICK_WORST = """(() => { document.querySelector('button.wpt').click();
-  const p = document.querySelector('.explorer .panel');
-  return {text: p.innerText, thumbs: p.querySelectorAll('img.thumb').length,
+CLICK_WORST = """(() => { const p = document.querySelector('.explorer .panel');
+  Plotly.Fx.hover(document.querySelector('.explot'), [{curveNumber: 0, pointNumber: 0}]);
+  const hovered = p.innerText;
+  document.querySelector('button.wpt').click();
+  return {hovered, text: p.innerText, thumbs: p.querySelectorAll('img.thumb').length,
           traces: document.querySelector('.explot')._fullData.map(t => t.name)}; })()"""
 
 
@@ -63,6 +65,7 @@ def test_report_in_chromium(report):
     assert "separation fuzziness" in res["text"] and "threshold r <= -0.95" in res["text"]
     # clicking a worst point selects it in the explorer: its sample and its NNK neighbours' samples
     after = res["after"]
+    assert after["hovered"].startswith("node ") and "NNK neighbours" in after["hovered"]  # hover shows the sample
     assert "NNK neighbours" in after["text"] and after["thumbs"] >= 2
     assert "selected" in after["traces"] and "NNK neighbours" in after["traces"]
     pixels = matplotlib.image.imread(shot)

@@ -131,6 +131,7 @@ def _worst(data: dict) -> list[dict]:
             if not np.isfinite(vals).any():
                 continue
             top = np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable")[:WORST]
+            top = top[np.nan_to_num(vals[top], nan=0.0) > 0]  # a point with value 0 is not "worst"
             out.append({"model": model, "view": i, "metric": metric, "what": what,
                         "nodes": [int(t) for t in top], "values": _r(vals[top])})
     return out

@@ -178,8 +178,9 @@ def _worst_html(data: dict, eid: str) -> str:
             items.append(f"<button class='wpt' data-ex='{eid}' data-view='{w['view']}' data-node='{node}' "
                          f"title='node {node}, label {_esc(lab)}'>{_sample_html(data, v['model'], node)}"
                          f"<span>#{node} · {_esc(lab)} · {val}</span></button>")
+        none = "" if items else "<p class='note'>none: every point's value is 0</p>"
         out.append(f"<div class='wrow'><b>{_esc(v['model'])}, {_esc(v['layer'])}, epoch {v['epoch']}: highest "
-                   f"{_term_link(w['metric'], {})}</b><div class='witems'>{''.join(items)}</div></div>")
+                   f"{_term_link(w['metric'], {})}</b><div class='witems'>{''.join(items)}</div>{none}</div>")
     out.append("</div>")
     return "".join(out)
 

@@ -182,8 +182,8 @@ def run_training(cfg: dict, store: RunStore, progress=None, executor=None, prepa
                    "separation_fuzziness", "label_variation"]]
 
 
-LOO_NEAR = 0.01  # "reaches" its last-layer value: within this absolute LOO error
 CHANGE = 0.01  # smaller absolute changes of an error rate read as "stays"
+LOO_NEAR = 0.005  # "reaches" its last-layer value: within this absolute LOO error (half of CHANGE: never the input)
 EQUI_R = -0.95  # Pearson r of log D against the layer at or below which the law of equi-separation holds
 
 
@@ -326,7 +326,7 @@ def _takeaways(store: RunStore, layers) -> list[str]:
         a, b = last.iloc[0], last.iloc[-1]
         ep = int(b.epoch)
         if b.loo_error_nnk <= a.loo_error_nnk - CHANGE:
-            reach = last[last.loo_error_nnk <= b.loo_error_nnk + LOO_NEAR].iloc[0]
+            reach = last.iloc[1:][last.loo_error_nnk.iloc[1:] <= b.loo_error_nnk + LOO_NEAR].iloc[0]
             lines.append(f"{model}, epoch {ep}: NNK LOO error falls from {a.loo_error_nnk:.3f} ({a.layer}) to "
                          f"{b.loo_error_nnk:.3f} by {reach.layer} (first layer within {LOO_NEAR} of the last).")
         elif b.loo_error_nnk >= a.loo_error_nnk + CHANGE:
