@@ -22,7 +22,7 @@ OPEN_S = 2.0  # the issue's bound on opening the demo report
 SIZE_MB = 10.0
 
 CLICK_WORST = """(() => { const p = document.querySelector('.explorer .panel');
-  Plotly.Fx.hover(document.querySelector('.explot'), [{curveNumber: 0, pointNumber: 0}]);
+  document.querySelector('.explot').emit('plotly_hover', {points: [{customdata: 0}]});  // as Plotly emits it
   const hovered = p.innerText;
   document.querySelector('button.wpt').click();
   return {hovered, text: p.innerText, thumbs: p.querySelectorAll('img.thumb').length,
