@@ -42,7 +42,16 @@ def _why(exc: Exception) -> str:
 
 def collect_sections(store: RunStore) -> list[dict]:
     """One section per study kind present: the run's own kind (from its manifest) always, any other kind whose
-    first table is there; a section that cannot be drawn (a missing or corrupt table) says so and why."""
+    first table is there; a section that cannot be drawn (a missing or corrupt table) says so and why.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> store = RunStore(tempfile.mkdtemp() + "/run", params={"study": "layerwise"})
+    >>> _ = store.write("notes", pd.DataFrame({"x": [1]}))
+    >>> [(s["title"], s["unavailable"][:25]) for s in collect_sections(store)]
+    [('layerwise study', "table 'layers' is missing")]
+    """
     tables = set(store.tables())
     own = (getattr(store, "manifest", None) or {}).get("params", {}).get("study")
     drawn, sections = set(), []
@@ -172,9 +181,17 @@ def write_report(run_dir, out: str | None = None) -> Path:
 
     Examples
     --------
-    >>> write_report(["runs/a", "runs/b"])                  # doctest: +SKIP
+    >>> import tempfile, numpy as np
+    >>> from nnkscope.studies.layerwise import measure_layers
+    >>> y, r = np.repeat([0, 1, 2], 20), np.random.default_rng(0)
+    >>> run = tempfile.mkdtemp() + "/run"
+    >>> _ = measure_layers({f"l{i}": np.eye(3)[y] * (i + 1) + r.normal(size=(60, 3)) for i in range(3)}, y,
+    ...                    RunStore(run), k=5)
+    >>> write_report(run).name
+    'report.html'
+    >>> write_report([run, run])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    nnkscope.errors.InvalidParameterError: a report of 2 runs needs an output file ...
+    nnkscope.errors.InvalidParameterError: a report of 2 runs needs an output file: pass out= (CLI: -o ...
     """
     import plotly
 

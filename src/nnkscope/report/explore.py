@@ -32,6 +32,19 @@ def explorer_data(store: RunStore) -> dict | None:
     ``nbr``/``nbw`` (per view, per node: NNK neighbours heaviest first and their weights; empty without a
     ``neighbors`` table), ``samples`` (per model, per node: a thumbnail, text or feature row; None without a
     ``samples`` table), ``sample_kind``, ``worst`` (lists of the worst points at each model's last view).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from nnkscope.studies.layerwise import measure_layers
+    >>> y, r = np.repeat([0, 1, 2], 20), np.random.default_rng(0)
+    >>> store = RunStore(tempfile.mkdtemp() + "/run")
+    >>> _ = measure_layers({f"l{i}": np.eye(3)[y] * (i + 1) + r.normal(size=(60, 3)) for i in range(2)}, y, store, k=5)
+    >>> d = explorer_data(store)
+    >>> [v["layer"] for v in d["views"]], len(d["x"][0]), d["labels"]
+    (['l0', 'l1'], 60, ['0', '1', '2'])
+    >>> all(1 <= len(n) <= 8 for n in d["nbr"][0])
+    True
     """
     tables = store.tables()
     if "points" not in tables:

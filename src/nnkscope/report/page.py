@@ -22,13 +22,28 @@ TABLE_ROWS = 2000  # rows shown (and downloadable) per table: the page stays sma
 
 
 def anchor(prefix: str, name: str) -> str:
-    """A stable HTML id for ``name``: ``anchor("g", "nnk_degree") == "g-nnk_degree"``."""
+    """A stable HTML id for ``name``.
+
+    Examples
+    --------
+    >>> anchor("g", "nnk_degree"), anchor("g", "a b/c")
+    ('g-nnk_degree', 'g-a_b_c')
+    """
     return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
 
 
 def assign_colours(figures) -> dict[str, str]:
     """Give every trace with a ``legendgroup`` and no colour of its own the page-wide colour of its key, in
-    order of first appearance; returns key -> colour."""
+    order of first appearance; returns key -> colour.
+
+    Examples
+    --------
+    >>> import plotly.graph_objects as go
+    >>> a = go.Figure([go.Scatter(y=[1, 2], legendgroup="epoch 1"), go.Scatter(y=[2, 1], legendgroup="epoch 2")])
+    >>> b = go.Figure([go.Scatter(y=[3, 4], legendgroup="epoch 2")])
+    >>> assign_colours([a, b]) == {"epoch 1": PALETTE[0], "epoch 2": PALETTE[1]}, b.data[0].line.color == PALETTE[1]
+    (True, True)
+    """
     colours: dict[str, str] = {}
     for fig in figures:
         for trace in fig.data:
