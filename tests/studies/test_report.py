@@ -184,3 +184,27 @@ def test_legacy_sections_still_render(tmp_path, monkeypatch):
     page = write_report(tmp_path / "legacy").read_text()
     assert "data:image/png;base64,iVBORw0KGgo=" in page and "<li>one line</li>" in page
     assert "<table><tr><th>x</th>" in page
+
+
+def test_samples_of_sentences_and_feature_rows(tmp_path):
+    """Text runs keep their sentences, feature runs the head of each row; the explorer maps them to the nodes."""
+    from nnkscope.report.explore import explorer_data
+    from nnkscope.studies.kinds.layerwise import SAMPLE_FEATURES, _write_samples
+    from nnkscope.studies.layerwise import measure_layers
+
+    y, r = np.repeat([0, 1, 2], 10), np.random.default_rng(0)
+    feats = {f"l{i}": np.eye(3)[y] * (i + 1) + r.normal(size=(30, 3)) for i in range(2)}
+    texts = [f"sentence number {i}" for i in range(30)]
+    store = RunStore(tmp_path / "t")
+    measure_layers(feats, y, store, model_name="enc", k=5, samples=np.arange(30)[::-1].copy())
+    _write_samples(store, "enc", y, np.arange(30), texts=texts)
+    data = explorer_data(store)
+    assert data["sample_kind"] == "text"
+    assert data["samples"]["enc"] == texts[::-1]  # node i is sample 29 - i
+    rows = r.normal(size=(30, 20))
+    store = RunStore(tmp_path / "f")
+    measure_layers(feats, y, store, model_name="f", k=5)
+    _write_samples(store, "f", y, np.arange(30), rows=rows)
+    s = store.read("samples")
+    assert s.features[0] == " ".join(f"{v:.3g}" for v in rows[0, :SAMPLE_FEATURES]) + " …"
+    assert explorer_data(store)["samples"]["f"][0] == s.features[0]

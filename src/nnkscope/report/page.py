@@ -223,7 +223,10 @@ def render_page(title: str, identity: list[dict], sections: list[dict], explorer
     for i, sec in enumerate(sections):
         body.append(_section(i, sec, used, glossary))
         mark = " (unavailable)" if sec.get("unavailable") else ""
-        nav.append(f"<li><a href='#{anchor('sec', i)}'>{_esc(sec['title'])}{mark}</a></li>")
+        figs = "" if sec.get("unavailable") else "".join(
+            f"<li><a href='#{anchor('sec', i)}-f{j}'>{_esc(f.title)}</a></li>" for j, f in enumerate(sec["figures"]))
+        nav.append(f"<li><a href='#{anchor('sec', i)}'>{_esc(sec['title'])}{mark}</a>"
+                   f"{'<ul class=sub>' + figs + '</ul>' if figs else ''}</li>")
     if explorers:
         i = len(sections)
         body.append(_explorer(i, explorers))
@@ -246,7 +249,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d1d1f;font-size:14px;line-height:1.45}
 #toc{position:fixed;top:0;left:0;bottom:0;width:210px;overflow:auto;padding:14px;background:#f5f6f8;
  border-right:1px solid #ddd;box-sizing:border-box}
-#toc ul{list-style:none;padding:0;margin:8px 0}#toc li{margin:4px 0}#toc a{color:#0b57d0;text-decoration:none}
+#toc ul{list-style:none;padding:0;margin:8px 0}#toc li{margin:4px 0}
+#toc ul.sub{margin:2px 0 6px 10px;font-size:12.5px}#toc a{color:#0b57d0;text-decoration:none}
 main{margin-left:210px;padding:8px 24px 40px;max-width:1180px}
 h1{font-size:22px;margin:10px 0}h2{font-size:19px;border-bottom:2px solid #0072B2;padding-bottom:3px;margin-top:34px}
 h3{font-size:15px;margin:10px 0 4px}
