@@ -208,3 +208,15 @@ def test_samples_of_sentences_and_feature_rows(tmp_path):
     s = store.read("samples")
     assert s.features[0] == " ".join(f"{v:.3g}" for v in rows[0, :SAMPLE_FEATURES]) + " …"
     assert explorer_data(store)["samples"]["f"][0] == s.features[0]
+
+
+def test_explorer_is_bounded(run, monkeypatch):
+    from nnkscope.report import explore
+
+    store = RunStore(run, create=False)
+    n = len(store.read("points"))
+    monkeypatch.setattr(explore, "MAX_VIEW_POINTS", n - 1)  # too many: the last epoch only
+    assert {v["epoch"] for v in explore.explorer_data(store)["views"]} == {2}
+    monkeypatch.setattr(explore, "MAX_VIEW_POINTS", n // 2 - 1)  # still too many: unavailable, with the reason
+    with pytest.raises(InvalidParameterError, match="exceed the explorer"):
+        explore.explorer_data(store)

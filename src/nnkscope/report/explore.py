@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..store import RunStore
 
 __all__ = ["explorer_data", "POINT_METRICS", "NEIGHBORS_SHOWN", "WORST"]
@@ -13,6 +14,7 @@ POINT_METRICS = ["loo_soft_error_nnk", "loo_error_nnk", "diameter", "nnk_degree"
                  "homogeneity", "interpolation_error"]
 NEIGHBORS_SHOWN = 8  # all the study keeps (studies.layerwise.NEIGHBORS_KEPT)
 WORST = 8  # points listed per criterion
+MAX_VIEW_POINTS = 30_000  # points over all views the page carries (~150 bytes each): keeps the page under 10 MB
 
 
 def _r(values, digits: int = 4) -> list:
@@ -52,6 +54,14 @@ def explorer_data(store: RunStore) -> dict | None:
     pts = store.read("points")
     if "view_x" not in pts.columns:
         return None
+    if len(pts) > MAX_VIEW_POINTS:  # keep each model's last epoch only, or give up with the reason
+        last = pts.groupby("model")["epoch"].transform("max")
+        pts = pts[pts["epoch"] == last]
+        if len(pts) > MAX_VIEW_POINTS:
+            raise InvalidParameterError(
+                f"{len(pts)} points over the last epoch's layers exceed the explorer's {MAX_VIEW_POINTS} (the page "
+                "would be too large to open); query the points table instead: nnkscope query RUN \"SELECT ... "
+                "FROM points\"")
     order = store.read("layers")[["model", "layer", "layer_index"]].drop_duplicates(["model", "layer"])
     pts = pts.merge(order, on=["model", "layer"], how="left").sort_values(
         ["model", "epoch", "layer_index", "node"], kind="stable")
