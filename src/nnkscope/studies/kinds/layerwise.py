@@ -184,6 +184,7 @@ def run_training(cfg: dict, store: RunStore, progress=None, executor=None, prepa
 
 CHANGE = 0.01  # smaller absolute changes of an error rate read as "stays"
 LOO_NEAR = 0.005  # "reaches" its last-layer value: within this absolute LOO error (half of CHANGE: never the input)
+HIST_POINTS = 5000  # per layer in the per-point histograms (a seeded subset above)
 EQUI_R = -0.95  # Pearson r of log D against the layer at or below which the law of equi-separation holds
 
 
@@ -203,7 +204,8 @@ def _layers_section(store: RunStore) -> dict:
                            tuple(c for c, _, _ in metrics)))
     if "points" in store.tables():
         figs.append(Figure("Per-point distributions at the last epoch", _distributions(store, several),
-                           "Histograms (probability density) over the evaluated points, one per layer.",
+                           f"Histograms (probability density) over the evaluated points (a seeded {HIST_POINTS} per "
+                           "layer where there are more), one per layer.",
                            ("nnk_degree", "diameter", "homogeneity")))
     if "train_history" in store.tables():
         hist = store.read("train_history").sort_values(["model", "epoch"])
@@ -290,6 +292,8 @@ def _distributions(store: RunStore, several: bool):
             sub = pts[(pts.model == model) & (pts.layer == layer)]
             if sub.empty:
                 continue
+            if len(sub) > HIST_POINTS:  # the page carries the raw values: a seeded subset keeps it small
+                sub = sub.sample(n=HIST_POINTS, random_state=0)
             key = _key(model, f"layer {layer}", several)
             fig.add_trace(go.Histogram(x=sub[col], name=key, legendgroup=key, showlegend=i == 0, opacity=0.55,
                                        histnorm="probability density", nbinsx=30,
