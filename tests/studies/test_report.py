@@ -220,3 +220,22 @@ def test_explorer_is_bounded(run, monkeypatch):
     monkeypatch.setattr(explore, "MAX_VIEW_POINTS", n // 2 - 1)  # still too many: unavailable, with the reason
     with pytest.raises(InvalidParameterError, match="exceed the explorer"):
         explore.explorer_data(store)
+
+
+def test_sections_registered_by_table(tmp_path, monkeypatch):
+    """registry.SECTIONS (table -> section) draws whichever kind wrote the table; a failing one is marked."""
+    from nnkscope.report import collect_sections
+    from nnkscope.studies import registry
+
+    store = RunStore(tmp_path / "s", params={"study": "none"})
+    store.write("extra", pd.DataFrame({"x": [1.0]}))
+
+    def broken(s):
+        raise ValueError("no good")
+
+    monkeypatch.setattr(registry, "SECTIONS", {"extra": lambda s: {"title": "Extra", "takeaways": ["t"],
+                                                                    "figures": [], "table": s.read("extra")},
+                                               "missing": broken}, raising=False)
+    assert [s["title"] for s in collect_sections(store)] == ["Extra"]
+    monkeypatch.setattr(registry, "SECTIONS", {"extra": broken}, raising=False)
+    assert collect_sections(store)[0]["unavailable"].startswith("ValueError: no good")

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import InvalidParameterError
 from ..io import atomic_path
 from ..store import RunStore
+from ..studies import registry
 from ..studies.figures import Figure
 from ..studies.registry import KINDS
 
@@ -67,12 +68,19 @@ def collect_sections(store: RunStore) -> list[dict]:
                 f"table {missing[0]!r} is missing from {store.root} (it holds {sorted(tables)}): the study did not "
                 "finish or the table was deleted; resume the study with the same command to compute it")})
             continue
-        try:
-            sections.append(_normalise(kind.section(store)))
-        except Exception as exc:  # noqa: BLE001 -- one broken table must not take the whole report down
-            sections.append({"title": f"{kind.name} study", "unavailable": (
-                f"{_why(exc)}. The other sections do not depend on it.")})
+        sections.append(_drawn(kind.section, store, f"{kind.name} study"))
+    # sections registered by table (registry.SECTIONS, e.g. explanations), whichever kind wrote the table
+    for table, section in getattr(registry, "SECTIONS", {}).items():
+        if table in tables:
+            sections.append(_drawn(section, store, table))
     return sections
+
+
+def _drawn(section, store: RunStore, title: str) -> dict:
+    try:
+        return _normalise(section(store))
+    except Exception as exc:  # noqa: BLE001 -- one broken table must not take the whole report down
+        return {"title": title, "unavailable": f"{_why(exc)}. The other sections do not depend on it."}
 
 
 def _identity(name: str, store: RunStore) -> dict:

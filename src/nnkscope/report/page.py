@@ -399,7 +399,6 @@ function Explorer(root) {
       esc(D.labels[D.lab[i][j]]) + ' (' + nw[r] + ')</span>').join('');
     panel.innerHTML = h;
   }
-  plot.addEventListener('input', () => {});
   if (q('.m')) q('.m').addEventListener('change', ev => { st.model = ev.target.value; st.node = null; draw(); });
   q('.e').addEventListener('input', ev => { st.epoch = +ev.target.value; draw(); });
   q('.l').addEventListener('input', ev => { st.layer = +ev.target.value; draw(); });

@@ -152,6 +152,7 @@ CORE: dict[str, Term] = {
     "labels_fingerprint": Term("hash of the labels", "hash", "equal = same labels", "nnkscope"),
     "model_fingerprint": Term("hash of the model's weights at that epoch", "hash", "equal = same weights",
                               "nnkscope"),
+    "nnkscope_version": Term("the nnkscope version that measured the unit", "version", "", "nnkscope"),
     "loss": Term("training loss averaged over the epoch", "≥ 0", "lower = better fit", "nnkscope"),
     "train_error": Term("classification error on the training set after the epoch", "[0, 1]", "lower = better",
                         "nnkscope"),
