@@ -198,7 +198,7 @@ def test_crafted_folder_names_are_skipped_by_query_and_report(tmp_path, monkeypa
     part.parent.mkdir(parents=True)
     pd.DataFrame({"x": [1]}).to_parquet(part)
     before = _snapshot(tmp_path / "run")
-    assert s.tables() == ["fits", "layers", "points"]
+    assert s.tables() == ["fits", "layers", "neighbors", "points"]
     with pytest.warns(UserWarning, match="not valid table names"):
         assert s.query("SELECT count(*) AS n FROM layers").n.tolist() == [3]
     with pytest.warns(UserWarning), pytest.raises(InvalidParameterError, match="skipped.*COPY"):

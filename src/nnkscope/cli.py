@@ -511,9 +511,10 @@ def _add_demo_parsers(sub) -> None:
                         "order) or several .npy files (one layer each, in the order given); needs --labels")
     p.add_argument("--labels", help="labels of the feature rows (.npy/.npz/.pt/.txt), for --features")
     p.set_defaults(func=_cmd_study)
-    p = sub.add_parser("report", help="write the HTML report of a run folder")
-    p.add_argument("run_dir")
-    p.add_argument("-o", "--output", default=None, help="report file (.html; default RUN_DIR/report.html)")
+    p = sub.add_parser("report", help="write the HTML report of a run folder (or several, overlaid)")
+    p.add_argument("run_dir", nargs="+", help="run folder(s); several overlay the same sections in one page")
+    p.add_argument("-o", "--output", default=None,
+                   help="report file (.html; default RUN_DIR/report.html; required with several runs)")
     p.set_defaults(func=_cmd_report)
 
 
@@ -660,11 +661,15 @@ def _cmd_report(args) -> int:
     from .io import check_output
     from .report import write_report
 
+    runs = args.run_dir
+    if len(runs) > 1 and not args.output:
+        raise InvalidParameterError(f"a report of {len(runs)} runs needs an output file: add -o report.html (it "
+                                    "is not written into any of the run folders)")
     if args.output:
         check_output(args.output, (".html",), what="the report")
-    elif Path(args.run_dir).is_dir():
-        check_output(Path(args.run_dir) / "report.html", flag=None, what="the report")
-    print(f"report: {write_report(args.run_dir, args.output)}")
+    elif Path(runs[0]).is_dir():
+        check_output(Path(runs[0]) / "report.html", flag=None, what="the report")
+    print(f"report: {write_report(runs if len(runs) > 1 else runs[0], args.output)}")
     return 0
 
 

@@ -47,10 +47,11 @@ def test_training_study_end_to_end_and_resume(tmp_path, tiny):
     before = store.read("points")
     assert layerwise(model, X, y, "blocks.*", store, epoch=3, k=10) == {}
     pd.testing.assert_frame_equal(store.read("points"), before)
-    # the report: three figures and a text summary
+    # the report: Plotly figures (layers, epochs, distributions), takeaways, the point explorer
     page = write_report(tmp_path / "run").read_text()
-    assert len(re.findall("data:image/png;base64", page)) == 4  # layers, epochs, distributions, 2-D views
-    assert "separation fuzziness changes by a factor" in page
+    assert len(re.findall(r"<div class='plot' data-spec=", page)) == 3
+    assert "separation fuzziness" in page and "the law of equi-separation (threshold r &lt;= -0.95)" in page
+    assert page.count("class='explorer'") == 1
 
 
 def test_study_measures_the_layers_a_manual_pass_produces(tmp_path, tiny):
@@ -74,5 +75,5 @@ def test_cli_demo_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "demo" / "report.html").exists()
     assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "again.html")]) == 0
-    assert (tmp_path / "again.html").read_text().count("<img") == 4
+    assert (tmp_path / "again.html").read_text().count("<div class='plot' data-spec=") == 4
     assert main(["report", str(tmp_path / "nothing")]) == 2

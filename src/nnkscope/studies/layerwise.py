@@ -208,9 +208,34 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
         raise type(exc)(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {exc}") from exc
     summary["layer_index"] = index
     summary.update(unit)
+    store.write("neighbors", _neighbors(parts), layer=name, **keys)  # before points: points marks the unit done
     store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
     store.write("points", df, layer=name, **keys)
     return summary
+
+
+NEIGHBORS_KEPT = 8  # per point, the heaviest NNK neighbours the report shows: bounds the table at 8 rows a point
+
+
+def _neighbors(parts):
+    """Each node's NNK neighbours (nonzero weights), heaviest first, at most :data:`NEIGHBORS_KEPT`: columns
+    ``node``, ``neighbor``, ``weight``, ``rank`` (0 = heaviest).  Read block by block, so memory stays bounded."""
+    import pandas as pd
+
+    frames = []
+    for b in range(len(parts.plan.blocks)):
+        g = parts.read(b, ["node", "candidates", "theta"])
+        cand, theta = np.asarray(g["candidates"]), np.asarray(g["theta"], dtype=np.float64)
+        theta = np.where((cand >= 0) & (theta > 0), theta, 0.0)
+        order = np.argsort(-theta, axis=1, kind="stable")[:, :NEIGHBORS_KEPT]
+        w = np.take_along_axis(theta, order, axis=1)
+        c = np.take_along_axis(cand, order, axis=1)
+        keep = w > 0
+        rows, ranks = np.nonzero(keep)
+        frames.append(pd.DataFrame({"node": np.asarray(g["node"])[rows].astype(np.int64),
+                                    "neighbor": c[keep].astype(np.int64), "weight": w[keep],
+                                    "rank": ranks.astype(np.int16)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _with_samples(source: dict, samples, n: int) -> dict:

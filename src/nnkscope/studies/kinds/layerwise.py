@@ -16,7 +16,7 @@ from ..common import build_model, eval_subset, load_data, train
 from ..explanations import CHECKS as EXPLAIN_CHECKS
 from ..explanations import DEFAULTS as EXPLAIN
 from ..explanations import explain_layer, write_explanations
-from ..figures import grid, html_table, png
+from ..figures import Figure
 from ..own import Prepared, eval_rows, prepare_own, refine_own
 
 LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk", "NNK leave-one-out error", False),
@@ -54,6 +54,8 @@ def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Pr
     if store.has("train_history", model=name) and all(
             store.has("points", layer="input", model=name, epoch=int(e)) for e in epochs):
         return store.read("layers")
+    _write_samples(store, name, ye, samples if samples is not None else np.arange(len(Xe)), rows=Xe,
+                   shape=None if own else data.shape)
     model = prepared.model if prepared is not None else build_model(cfg["model"], data, cfg["seed"])
     layers = prepared.layers if prepared is not None else cfg["layers"]
     explain_at = explain_layer(cfg, model, layers)  # checked before the first epoch is measured
@@ -85,6 +87,7 @@ def _measure_minilm(cfg: dict, store: RunStore, progress, executor=None) -> None
     texts, y, _ = topic_sentences(cfg["eval_per_class"], seed=cfg["data"]["seed"])
     if all(store.has("points", layer=f"layer{i}", model="minilm", epoch=0) for i in range(1, 7)):
         return
+    _write_samples(store, "minilm", y, np.arange(len(texts)), texts=texts)
     bert, tokenizer, _ = load_minilm()
     measure_layers(hidden_states(bert, tokenizer, texts), y, store, model_name="minilm", epoch=0, k=cfg["k"],
                    executor=executor, progress=progress, **_measuring(cfg))
@@ -96,6 +99,9 @@ def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progres
 
     n = len(prepared.y)
     if prepared.kind == "features":
+        first = next(iter(prepared.features.values()))
+        _write_samples(store, prepared.model_name, prepared.y, np.arange(n),
+                       rows=first if isinstance(first, np.ndarray) else None)
         measure_layers(prepared.features, prepared.y, store, model_name=prepared.model_name, epoch=0, k=cfg["k"],
                        progress=progress, samples=np.arange(n), executor=executor, **_measuring(cfg))
         return
@@ -109,11 +115,59 @@ def _measure_precomputed(cfg: dict, store: RunStore, prepared: Prepared, progres
             cache.update(hidden_states(prepared.model, prepared.tokenizer, prepared.texts, pooling=pooling))
         return cache[name]
 
+    _write_samples(store, prepared.model_name, prepared.y, np.arange(n), texts=prepared.texts)
     source = {"texts": prepared.inputs["texts_fingerprint"], "model": prepared.inputs["model_fingerprint"],
               "pooling": pooling}
     measure_layers({name: (lambda name=name: state(name)) for name in prepared.layers}, prepared.y, store,
                    model_name=prepared.model_name, epoch=0, k=cfg["k"], progress=progress, samples=np.arange(n),
                    executor=executor, _source=source, **_measuring(cfg))
+
+
+SAMPLE_FEATURES = 12  # values of a feature row the report shows (the rest is elided)
+
+
+def _write_samples(store: RunStore, model: str, labels, keys, *, rows=None, shape=None, texts=None) -> None:
+    """The evaluated samples themselves, for the report's point explorer: table ``samples`` (one part per model)
+    keyed by ``sample`` (the points' ``sample`` column where they have one, else their ``node``), with ``label``
+    and one of ``thumbnail`` (a base64 greyscale PNG, for images), ``text`` (sentences) or ``features`` (the
+    first :data:`SAMPLE_FEATURES` values of the row)."""
+    import pandas as pd
+
+    if store.has("samples", model=model):
+        return
+    df = pd.DataFrame({"sample": np.asarray(keys).astype(np.int64) if np.asarray(keys).dtype.kind in "iu"
+                       else np.asarray(keys).astype(str), "label": np.asarray(labels).astype(str)})
+    if texts is not None:
+        df["text"] = [str(t)[:300] for t in texts]
+    elif rows is not None and shape is not None and len(shape) == 2:
+        imgs = np.asarray(rows, dtype=np.float64).reshape(len(rows), *shape)
+        lo, hi = float(imgs.min()), float(imgs.max())
+        grey = np.round(255 * (imgs - lo) / (hi - lo or 1.0)).astype(np.uint8)
+        df["thumbnail"] = [_png(g) for g in grey]
+    elif rows is not None:
+        flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        df["features"] = [" ".join(f"{v:.3g}" for v in r[:SAMPLE_FEATURES]) + (" …" if len(r) > SAMPLE_FEATURES
+                                                                                else "") for r in flat]
+    else:
+        return
+    store.write("samples", df, model=model)
+
+
+def _png(grey: np.ndarray) -> str:
+    """A greyscale uint8 image as base64 PNG (no imaging library: one IDAT chunk of unfiltered rows)."""
+    import base64
+    import struct
+    import zlib
+
+    h, w = grey.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(row) for row in grey)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
 
 
 def run_layerwise(cfg: dict, store: RunStore, progress=None, executor=None, prepared: Prepared | None = None):
@@ -142,68 +196,180 @@ def run_training(cfg: dict, store: RunStore, progress=None, executor=None, prepa
                    "separation_fuzziness", "label_variation"]]
 
 
+CHANGE = 0.01  # smaller absolute changes of an error rate read as "stays"
+LOO_NEAR = 0.005  # "reaches" its last-layer value: within this absolute LOO error (half of CHANGE: never the input)
+HIST_POINTS = 5000  # per layer in the per-point histograms (a seeded subset above)
+EQUI_R = -0.95  # Pearson r of log D against the layer at or below which the law of equi-separation holds
+
+
 def _layers_section(store: RunStore) -> dict:
-    layers = store.read("layers").sort_values(["model", "epoch", "layer_index"])
+    """The report section: takeaways, Plotly figures (across layers, through training, per-point distributions,
+    training curve) and the layers table.  Traces carry ``legendgroup`` keys ``epoch E`` / ``layer L`` (prefixed
+    by the model when a run holds several), so the report colours them consistently."""
+    layers = store.read("layers").sort_values(["model", "epoch", "layer_index"]).reset_index(drop=True)
     metrics = [(c, t, log) for c, t, log in LAYER_METRICS if c in layers.columns]
-    last_epoch = layers.groupby("model")["epoch"].max()
-    figs = []
-    fig, axes = grid(len(metrics))  # across layers, one line per recorded epoch
-    for ax, (col, title, log) in zip(axes, metrics, strict=False):
+    several = layers.model.nunique() > 1
+    figs = [Figure("Metrics across layers", _across(layers, metrics, several),
+                   "One line per recorded epoch; bars: 95% bootstrap intervals over points where measured. Log axes "
+                   "for separation fuzziness and NC1, as in He & Su (2023).", tuple(c for c, _, _ in metrics))]
+    if layers.epoch.nunique() > 1:
+        figs.append(Figure("Metrics through training", _through(layers, metrics, several),
+                           "One line per layer: how each layer's geometry moves as training proceeds.",
+                           tuple(c for c, _, _ in metrics)))
+    if "points" in store.tables():
+        figs.append(Figure("Per-point distributions at the last epoch", _distributions(store, several),
+                           f"Histograms (probability density) over the evaluated points (a seeded {HIST_POINTS} per "
+                           "layer where there are more), one per layer.",
+                           ("nnk_degree", "diameter", "homogeneity")))
+    if "train_history" in store.tables():
+        hist = store.read("train_history").sort_values(["model", "epoch"])
+        if hist["loss"].notna().any():
+            figs.append(Figure("Training curve", _history(hist),
+                               "Loss and training error per epoch of the measured run.", ("loss", "train_error")))
+    table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
+        "model", "layer", "kernel", "undefined", "view")])
+    tables = {"layers": table}
+    if "fits" in store.tables():
+        tables["fits"] = store.read("fits").sort_values(["model", "epoch"]).reset_index(drop=True)
+    return {"title": "Layers and epochs", "takeaways": _takeaways(store, layers), "figures": figs,
+            "table": tables, "glossary": {}}
+
+
+def _key(model: str, what: str, several: bool) -> str:
+    return f"{model} {what}" if several else what
+
+
+def _subplots(metrics, xtitle: str):
+    from plotly.subplots import make_subplots
+
+    cols = 3
+    rows = int(np.ceil(len(metrics) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t, _ in metrics], horizontal_spacing=0.07,
+                        vertical_spacing=0.5 / rows)
+    for i, (_, _, log) in enumerate(metrics):
+        r, c = i // cols + 1, i % cols + 1
+        fig.update_xaxes(title_text=xtitle, row=r, col=c)
+        if log:
+            fig.update_yaxes(type="log", row=r, col=c)
+    fig.update_layout(height=260 * rows + 80, margin=dict(l=50, r=20, t=60, b=40), hovermode="closest")
+    return fig
+
+
+def _across(layers, metrics, several: bool):
+    import plotly.graph_objects as go
+
+    fig = _subplots(metrics, "layer")
+    names = layers.drop_duplicates("layer_index").set_index("layer_index")["layer"]
+    for i, (col, _title, _) in enumerate(metrics):
+        r, c = i // 3 + 1, i % 3 + 1
         for (model, epoch), sub in layers.groupby(["model", "epoch"]):
-            line, = ax.plot(sub.layer_index, sub[col], "o-", label=f"{model} ep {epoch}", alpha=0.4 + 0.6 * (
-                epoch == last_epoch[model]))
-            if f"{col}_ci_low" in sub:  # 95% bootstrap band over points
-                ax.fill_between(sub.layer_index, sub[f"{col}_ci_low"], sub[f"{col}_ci_high"], color=line.get_color(),
-                                alpha=0.15, lw=0)
-        ax.set(title=title, xlabel="layer (0 = input)", yscale="log" if log else "linear")
-        ax.set_xticks(sorted(layers.layer_index.unique()))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figs.append(("Metrics across layers", png(fig)))
-    if layers.epoch.nunique() > 1:  # across epochs, one line per layer
-        fig, axes = grid(len(metrics))
-        for ax, (col, title, log) in zip(axes, metrics, strict=False):
-            for (model, layer), sub in layers.groupby(["model", "layer"], sort=False):
-                ax.plot(sub.epoch, sub[col], "o-", label=f"{model}: {layer}")
-            ax.set(title=title, xlabel="epoch", yscale="log" if log else "linear")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        figs.append(("Metrics through training", png(fig)))
-    pts = store.query("SELECT p.layer, p.nnk_degree, p.diameter, p.homogeneity FROM points p JOIN "
+            key = _key(model, f"epoch {int(epoch)}", several)
+            err = None
+            if f"{col}_ci_low" in sub and sub[f"{col}_ci_low"].notna().any():
+                err = dict(type="data", symmetric=False, array=(sub[f"{col}_ci_high"] - sub[col]).to_numpy(),
+                           arrayminus=(sub[col] - sub[f"{col}_ci_low"]).to_numpy(), thickness=1, width=3)
+            fig.add_trace(go.Scatter(
+                x=sub.layer_index, y=sub[col], mode="lines+markers", name=key, legendgroup=key,
+                showlegend=i == 0, error_y=err, customdata=sub[["layer"]].to_numpy(),
+                hovertemplate=f"{key}<br>%{{customdata[0]}}<br>{col} = %{{y:.4g}}<extra></extra>"), row=r, col=c)
+        fig.update_xaxes(tickmode="array", tickvals=list(names.index), ticktext=list(names), row=r, col=c)
+    return fig
+
+
+def _through(layers, metrics, several: bool):
+    import plotly.graph_objects as go
+
+    fig = _subplots(metrics, "epoch")
+    for i, (col, _title, _) in enumerate(metrics):
+        r, c = i // 3 + 1, i % 3 + 1
+        for (model, _idx, layer), sub in layers.groupby(["model", "layer_index", "layer"]):
+            key = _key(model, f"layer {layer}", several)
+            fig.add_trace(go.Scatter(x=sub.epoch, y=sub[col], mode="lines+markers", name=key, legendgroup=key,
+                                     showlegend=i == 0,
+                                     hovertemplate=f"{key}<br>epoch %{{x}}<br>{col} = %{{y:.4g}}<extra></extra>"),
+                          row=r, col=c)
+    return fig
+
+
+def _distributions(store: RunStore, several: bool):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    pts = store.query("SELECT p.model, p.layer, p.nnk_degree, p.diameter, p.homogeneity FROM points p JOIN "
                       "(SELECT model, max(epoch) AS e FROM points GROUP BY model) m ON p.model = m.model AND "
                       "p.epoch = m.e")
-    fig, axes = grid(3)
-    for ax, col in zip(axes, ["nnk_degree", "diameter", "homogeneity"], strict=False):
-        for layer, sub in pts.groupby("layer", sort=False):
-            ax.hist(sub[col], bins=30, histtype="step", label=layer, density=True)
-        ax.set(title=f"{col} at the last epoch")
-    axes[0].legend(fontsize=7)
-    figs.append(("Per-point distributions", png(fig)))
-    if "view_x" in store.read("points").columns:
-        how = ("UMAP on its NNK graph's kNN candidates" if "umap" in set(layers.get("view", ())) else
-               "spectral embedding of its NNK graph; PCA for large layers")
-        figs.append((f"Each layer in 2-D ({how}), last epoch, coloured by label", _views(store)))
-    table = layers.drop(columns=[c for c in layers.columns if layers[c].dtype == object and c not in (
-        "model", "layer", "kernel")])
-    return {"title": "Layers and epochs", "figures": figs, "summary": _summary(store, layers),
-            "table": html_table(table)}
+    order = store.read("layers").drop_duplicates(["model", "layer"]).sort_values(["model", "layer_index"])
+    cols = ["nnk_degree", "diameter", "homogeneity"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"{c} at the last epoch" for c in cols])
+    for i, col in enumerate(cols):
+        for model, layer in order[["model", "layer"]].itertuples(index=False):
+            sub = pts[(pts.model == model) & (pts.layer == layer)]
+            if sub.empty:
+                continue
+            if len(sub) > HIST_POINTS:  # the page carries the raw values: a seeded subset keeps it small
+                sub = sub.sample(n=HIST_POINTS, random_state=0)
+            key = _key(model, f"layer {layer}", several)
+            fig.add_trace(go.Histogram(x=sub[col], name=key, legendgroup=key, showlegend=i == 0, opacity=0.55,
+                                       histnorm="probability density", nbinsx=30,
+                                       hovertemplate=f"{key}<br>{col} %{{x}}<br>density %{{y:.3g}}<extra></extra>"),
+                          row=1, col=i + 1)
+        fig.update_xaxes(title_text=col, row=1, col=i + 1)
+    fig.update_layout(barmode="overlay", height=340, margin=dict(l=50, r=20, t=60, b=40))
+    return fig
 
 
-def _summary(store: RunStore, layers) -> list[str]:
+def _history(hist):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss", "training error"])
+    several = hist.model.nunique() > 1
+    for i, col in enumerate(["loss", "train_error"]):
+        for model, sub in hist.groupby("model"):
+            key = _key(model, "training", several)
+            fig.add_trace(go.Scatter(x=sub.epoch, y=sub[col], mode="lines+markers", name=key, legendgroup=key,
+                                     showlegend=i == 0,
+                                     hovertemplate=f"{key}<br>epoch %{{x}}<br>{col} = %{{y:.4g}}<extra></extra>"),
+                          row=1, col=i + 1)
+        fig.update_xaxes(title_text="epoch", row=1, col=i + 1)
+    fig.update_layout(height=320, margin=dict(l=50, r=20, t=60, b=40))
+    return fig
+
+
+def _takeaways(store: RunStore, layers) -> list[str]:
+    """Sentences computed from the numbers, each stating its threshold."""
     lines = []
     for model, sub in layers.groupby("model"):
         last = sub[sub.epoch == sub.epoch.max()].sort_values("layer_index")
-        first_row, last_row = last.iloc[0], last.iloc[-1]
-        lines.append(f"{model}, epoch {int(last_row.epoch)}: NNK leave-one-out error {first_row.loo_error_nnk:.3f} "
-                     f"on the {first_row.layer} and {last_row.loo_error_nnk:.3f} on {last_row.layer}; mean NNK "
-                     f"degree {first_row.mean_nnk_degree:.1f} -> {last_row.mean_nnk_degree:.1f}.")
+        a, b = last.iloc[0], last.iloc[-1]
+        ep = int(b.epoch)
+        if b.loo_error_nnk <= a.loo_error_nnk - CHANGE:
+            reach = last.iloc[1:][last.loo_error_nnk.iloc[1:] <= b.loo_error_nnk + LOO_NEAR].iloc[0]
+            lines.append(f"{model}, epoch {ep}: NNK LOO error falls from {a.loo_error_nnk:.3f} ({a.layer}) to "
+                         f"{b.loo_error_nnk:.3f} by {reach.layer} (first layer within {LOO_NEAR} of the last).")
+        elif b.loo_error_nnk >= a.loo_error_nnk + CHANGE:
+            lines.append(f"{model}, epoch {ep}: NNK LOO error rises from {a.loo_error_nnk:.3f} ({a.layer}) to "
+                         f"{b.loo_error_nnk:.3f} ({b.layer}): the labels get less predictable from neighbours "
+                         f"(change > {CHANGE}).")
+        else:
+            lines.append(f"{model}, epoch {ep}: NNK LOO error stays at {a.loo_error_nnk:.3f} -> "
+                         f"{b.loo_error_nnk:.3f} from {a.layer} to {b.layer} (change under {CHANGE}).")
+        lines.append(f"{model}, epoch {ep}: mean NNK degree {a.mean_nnk_degree:.1f} ({a.layer}) -> "
+                     f"{b.mean_nnk_degree:.1f} ({b.layer}).")
+        if sub.epoch.nunique() > 1:
+            first_ep = sub[sub.epoch == sub.epoch.min()].sort_values("layer_index").iloc[-1]
+            delta = b.loo_error_nnk - first_ep.loo_error_nnk
+            verb = "falls" if delta <= -CHANGE else "rises" if delta >= CHANGE else "stays (change under 0.01)"
+            lines.append(f"{model}, {b.layer}: through training (epoch {int(first_ep.epoch)} -> {ep}) NNK LOO "
+                         f"error {verb} {first_ep.loo_error_nnk:.3f} -> {b.loo_error_nnk:.3f}.")
     if "fits" in store.tables():
         fits = store.read("fits").sort_values(["model", "epoch"])
         for _, f in fits.groupby("model").tail(1).iterrows():
-            verdict = "follows" if f.r <= -0.95 else "does not follow"
-            lines.append(f"{f.model}, epoch {int(f.epoch)}: separation fuzziness changes by a factor rho = "
-                         f"{f.rho:.3f} per layer (Pearson r = {f.r:.3f}); the net {verdict} the law of "
-                         "equi-separation.")
+            trend = "decays" if f.rho < 1 else "grows"
+            verdict = "follows" if f.r <= EQUI_R else "does not follow"
+            lines.append(f"{f.model}, epoch {int(f.epoch)}: separation fuzziness {trend} geometrically, rho = "
+                         f"{f.rho:.2f} per layer, r = {f.r:.2f}: {verdict} the law of equi-separation "
+                         f"(threshold r <= {EQUI_R}).")
     return lines
 
 
@@ -236,21 +402,3 @@ TRAINING = StudyKind(
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
     prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
     summary="the same at chosen epochs of one training run (0 = initialisation)")
-
-
-def _views(store: RunStore) -> str:
-    """One scatter per layer of the last epoch of the first model, points coloured by label."""
-    pts = store.read("points")
-    model = sorted(pts["model"].unique())[0]
-    pts = pts[(pts["model"] == model) & (pts["epoch"] == pts[pts["model"] == model]["epoch"].max())]
-    layers = store.read("layers")
-    order = layers[layers["model"] == model].drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
-    order = [name for name in order if name in set(pts["layer"])]
-    fig, axes = grid(len(order))
-    codes = {c: i for i, c in enumerate(sorted(pts["label"].astype(str).unique()))}
-    for ax, name in zip(axes, order, strict=False):
-        sub = pts[pts["layer"] == name]
-        ax.scatter(sub["view_x"], sub["view_y"], c=[codes[str(v)] for v in sub["label"]], cmap="tab10", s=4,
-                   alpha=0.7, lw=0)
-        ax.set(title=f"{model}: {name}", xticks=[], yticks=[])
-    return png(fig)
