@@ -75,5 +75,7 @@ def test_cli_demo_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "demo" / "report.html").exists()
     assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "again.html")]) == 0
-    assert (tmp_path / "again.html").read_text().count("<div class='plot' data-spec=") == 4
+    page = (tmp_path / "again.html").read_text()
+    # 4 figures of the training study (across layers, through training, distributions, curve), 3 of explanations
+    assert page.count("<div class='plot' data-spec=") == 4 + 3 and "Reliability of each explanation" in page
     assert main(["report", str(tmp_path / "nothing")]) == 2

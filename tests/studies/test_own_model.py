@@ -477,23 +477,19 @@ def test_compare_kind_takes_own_models_on_own_data(tmp_path, user):
     assert not (tmp_path / "run2").exists()
 
 
-def test_compare_takes_a_measure_of_the_similarity_registry_by_name(tmp_path, feats, monkeypatch):
-    """A measure named in ``nnkscope.similarity.MEASURES`` (when that registry is installed) is used by name."""
-    import sys
-    import types
-
+def test_compare_takes_a_measure_of_the_similarity_registry_by_name(tmp_path, feats):
+    """A measure of ``nnkscope.similarity.MEASURES`` is used by name, with the registry's own value; a distance
+    (Procrustes) is marked so its most similar pair is its minimum."""
+    from nnkscope.similarity import similarity
+    from nnkscope.studies.kinds.compare_features import _higher_is_similar
     from nnkscope.studies.registry import resolve_config
 
-    fake = types.ModuleType("nnkscope.similarity")
-    fake.MEASURES = {"mean_gap": object()}
-    fake.similarity = lambda A, B, measure: abs(float(A.mean()) - float(B.mean()))
-    monkeypatch.setitem(sys.modules, "nnkscope.similarity", fake)
     layers, _ = feats
     cfg = resolve_config("compare-features", {"features": [str(tmp_path / "feats.npz")], "k": 8,
-                                              "measures": ["linear_cka", "mean_gap"]})
+                                              "measures": ["linear_cka", "procrustes"]})
     _, t = run_study("compare-features", cfg, tmp_path / "run")
-    gap = t[(t.measure == "mean_gap") & (t.layer_a == "l1") & (t.layer_b == "l3")].value.iloc[0]
-    np.testing.assert_allclose(gap, abs(layers["l1"].mean() - layers["l3"].mean()), rtol=1e-12)
-    monkeypatch.delitem(sys.modules, "nnkscope.similarity")
+    got = t[(t.measure == "procrustes") & (t.layer_a == "l1") & (t.layer_b == "l3")].value.iloc[0]
+    np.testing.assert_allclose(got, similarity(layers["l1"], layers["l3"], "procrustes"), rtol=1e-12)
+    assert not _higher_is_similar("procrustes") and _higher_is_similar("linear_cka")
     with pytest.raises(InvalidParameterError, match="measures must be a list of one of"):
         resolve_config("compare-features", {"features": ["a.npz"], "measures": ["mean_gap"]})

@@ -57,8 +57,11 @@ def test_page_sections_takeaways_colours_glossary(run, tmp_path):
     assert re.search(rf"NNK LOO error (falls|rises|stays)[^<]*{a.loo_error_nnk:.3f}[^<]*{b.loo_error_nnk:.3f}", page)
     assert "threshold r &lt;= -0.95" in page
     specs = _specs(page)
-    figs = [s for fid, s in specs.items() if "-f" in fid]
+    figs = [s for fid, s in specs.items() if fid.startswith("sec-0-f")]
     assert len(figs) == 4  # across layers, through training, distributions, training curve
+    # the explanations section follows: test points' predictions, reliability, points and their neighbours
+    assert len([fid for fid in specs if re.fullmatch(r"sec-\d+-f\d+", fid)]) == 4 + 3
+    assert "Why each test point got its prediction" in page
     # one colour per legend key across the whole page, in order of first appearance from the palette
     colours = {}
     for s in figs:

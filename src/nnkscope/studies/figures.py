@@ -329,15 +329,17 @@ def spearman(a, b) -> float:
 
 def glossary(columns, own: dict) -> dict:
     """The section's glossary: the entry of every shown column that is not a generic key, from ``own`` (the
-    kind's) or :data:`TERMS` (shared by several kinds); a column with neither is left out (the tests catch it)."""
+    kind's) or :data:`TERMS` (shared by several kinds), then the core glossary, with the ``mean_``/``median_``
+    prefixes and the interval/p-value suffixes resolved; a column with none is left out (the tests catch it)."""
+    from .glossary import lookup  # glossary builds on this module's Term; lookup resolves prefixes and suffixes
+
     out = {}
     for c in dict.fromkeys(columns):
         if c in GENERIC:
             continue
-        if c in own:
-            out[c] = own[c]
-        elif c in TERMS:
-            out[c] = TERMS[c]
+        term = lookup(c, {**TERMS, **own})
+        if term is not None:
+            out[c] = term
     return out
 
 

@@ -159,9 +159,17 @@ CORE: dict[str, Term] = {
 }
 
 
+SUFFIXES = {
+    "_ci_low": "lower end of the 95% percentile-bootstrap interval (over points) of ",
+    "_ci_high": "upper end of the 95% percentile-bootstrap interval (over points) of ",
+    "_p_value": "permutation p-value (the pairing of the two representations' points shuffled; small = above "
+                "chance) of ",
+}
+
+
 def lookup(column: str, extra: dict | None = None) -> Term | None:
     """The term of ``column`` (``extra`` first, then :data:`CORE`), resolving ``mean_``/``median_`` prefixes and
-    ``_ci_low``/``_ci_high`` suffixes; None when unknown.
+    ``_ci_low``/``_ci_high``/``_p_value`` suffixes (:data:`SUFFIXES`); None when unknown.
 
     Examples
     --------
@@ -174,9 +182,9 @@ def lookup(column: str, extra: dict | None = None) -> Term | None:
     if column in table:
         return table[column]
     base, note = column, ""
-    for suffix, end in (("_ci_low", "lower"), ("_ci_high", "upper")):
+    for suffix, note_ in SUFFIXES.items():
         if base.endswith(suffix):
-            base, note = base[: -len(suffix)], f"{end} end of the 95% percentile-bootstrap interval (over points) of "
+            base, note = base[: -len(suffix)], note_
     for prefix in ("", "mean_", "median_"):
         if base.startswith(prefix) and base[len(prefix):] in table:
             t = table[base[len(prefix):]]

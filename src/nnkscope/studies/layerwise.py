@@ -208,7 +208,7 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
         raise type(exc)(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {exc}") from exc
     summary["layer_index"] = index
     summary.update(unit)
-    store.write("neighbors", _neighbors(parts), layer=name, **keys)  # before points: points marks the unit done
+    store.write("neighbors", _neighbor_table(parts), layer=name, **keys)  # before points: points marks the unit done
     store.write("layers", pd.DataFrame([_scalars(summary)]), layer=name, **keys)
     store.write("points", df, layer=name, **keys)
     return summary
@@ -217,7 +217,7 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
 NEIGHBORS_KEPT = 8  # per point, the heaviest NNK neighbours the report shows: bounds the table at 8 rows a point
 
 
-def _neighbors(parts):
+def _neighbor_table(parts):
     """Each node's NNK neighbours (nonzero weights), heaviest first, at most :data:`NEIGHBORS_KEPT`: columns
     ``node``, ``neighbor``, ``weight``, ``rank`` (0 = heaviest).  Read block by block, so memory stays bounded."""
     import pandas as pd
@@ -345,7 +345,7 @@ CI_LEVEL = 0.95
 
 def _peer_measures(H: np.ndarray, parts, df) -> dict:
     """Global intrinsic dimension (on the graph's own neighbour search) and spectral summaries."""
-    nbrs = _neighbors(parts)
+    nbrs = _search_neighbors(parts)
     out = {"id_twonn": intrinsic_dimension(H, "twonn", neighbors=nbrs),
            "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(intrinsic_dimension(H, "pca"))}
     spec = spectral_summary(H)
@@ -354,7 +354,7 @@ def _peer_measures(H: np.ndarray, parts, df) -> dict:
     return out
 
 
-def _neighbors(parts) -> Neighbors:
+def _search_neighbors(parts) -> Neighbors:
     g = parts.read(0, ["candidates", "distances"])
     return Neighbors(g["candidates"], g["distances"], parts.settings.metric, parts.settings.knn.name,
                      parts.settings.duplicates, 0)
@@ -398,7 +398,7 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
         stats["cross_class_edge_fraction"] = lambda W: (W @ cross) / (W @ total)
     lv_cross, lv_total = _node_split(lv_graph, codes)
     stats["label_variation"] = lambda W: (W @ lv_cross) / (W @ lv_total)
-    nbrs = _neighbors(parts)
+    nbrs = _search_neighbors(parts)
     stats["id_twonn"] = dimension_from_weights(H, "twonn", neighbors=nbrs)
     stats["id_mle"] = dimension_from_weights(H, "mle", neighbors=nbrs)
 
@@ -445,7 +445,7 @@ def _picture(H: np.ndarray, parts, view: str = "spectral") -> tuple[np.ndarray, 
     (Laplacian eigenmaps on the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal
     components above; ``"umap"``, UMAP (seed 0) on the graph's own kNN candidates at any size."""
     if view == "umap":
-        nbrs = _neighbors(parts)
+        nbrs = _search_neighbors(parts)
         # UMAP's fuzzy sets want a length: the chord of unit rows for cosine candidates (stored as 1 - cos)
         dist = np.sqrt(2.0 * nbrs.distances) if nbrs.metric == "cosine" else nbrs.distances
         E = umap_embedding(nbrs.indices, dist, 2, seed=0)

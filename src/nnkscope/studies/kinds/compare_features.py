@@ -3,14 +3,13 @@ against every layer of another, one row per (model_a, layer_a, model_b, layer_b,
 ``similarity``, and a layer x layer heatmap per measure in the report.
 
 Measures are looked up by name in :data:`MEASURES` (linear CKA, NNK-neighbourhood Jaccard, weighted edge
-agreement; the last two with their node-shuffled chance level in ``chance``).  A name that is not there is looked
-up in the ``nnkscope.similarity`` registry when that module exists (its ``MEASURES`` and ``similarity(A, B,
-measure)``), so measures added there are usable here by name with no change to this module.
+agreement; the last two with their node-shuffled chance level in ``chance``), then in the similarity registry
+(:data:`nnkscope.similarity.MEASURES`: CKA variants, CCA, RSA, Procrustes, mutual kNN, ...), so a measure added
+there is usable here by name with no change to this module.
 """
 
 from __future__ import annotations
 
-import importlib
 from itertools import combinations
 from pathlib import Path
 
@@ -46,36 +45,29 @@ def _edge_agreement(A, B, pair) -> tuple[float, float]:
 MEASURES = {"linear_cka": _linear_cka, "nnk_jaccard": _nnk_jaccard, "edge_agreement": _edge_agreement}
 
 
-def _external():
-    """The ``nnkscope.similarity`` registry, when this installation has one (looked up by name, never required)."""
-    try:
-        return importlib.import_module("nnkscope.similarity")
-    except ImportError:
-        return None
-
-
 def available_measures() -> list[str]:
-    """Every measure name ``compare-features`` accepts: :data:`MEASURES`, then ``nnkscope.similarity``'s."""
-    ext = _external()
-    extra = [m for m in getattr(ext, "MEASURES", ()) if m not in MEASURES] if ext is not None else []
-    return list(MEASURES) + extra
+    """Every measure name ``compare-features`` accepts: :data:`MEASURES`, then the similarity registry's."""
+    from ...similarity import MEASURES as REGISTRY
+
+    return list(MEASURES) + [m for m in REGISTRY if m not in MEASURES]
 
 
 def _higher_is_similar(name: str) -> bool:
     """False for a distance of the similarity registry (Procrustes, say): its most similar pair is its minimum."""
-    if name in MEASURES:
-        return True
-    ext = _external()
-    return bool(getattr(getattr(ext, "MEASURES", {}).get(name), "higher_is_similar", True)) if ext else True
+    from ...similarity import MEASURES as REGISTRY
+
+    return True if name in MEASURES else REGISTRY[name].higher_is_similar
 
 
 def _measure(name: str):
+    from ...similarity import MEASURES as REGISTRY
+    from ...similarity import similarity
+
     if name in MEASURES:
         return MEASURES[name]
-    ext = _external()
-    if ext is None or name not in getattr(ext, "MEASURES", ()):
+    if name not in REGISTRY:
         raise InvalidParameterError(f"unknown similarity measure {name!r}; choose from {available_measures()}")
-    return lambda A, B, pair: (float(ext.similarity(A, B, name)), np.nan)
+    return lambda A, B, pair: (float(similarity(A, B, name)), np.nan)
 
 
 def _prepare(cfg: dict) -> Prepared:

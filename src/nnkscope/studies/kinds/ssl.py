@@ -448,6 +448,9 @@ GLOSSARY = {
                  "regress_<augmentation> (R^2 of predicting that augmentation's parameters)"),
     "shots": Term("labelled examples per class of the few-shot task (0 for regression)", "integer"),
     "n_models": Term("models the correlation is over", "integer", ">= 4"),
+    "p_value": Term("two-sided permutation p-value of the Spearman correlation (the models' pairing of the two "
+                    "quantities shuffled; exact over all permutations when few models)", "(0, 1]",
+                    "small = unlikely by chance; not corrected for the many correlations tested"),
     "ci_excludes_zero": Term("whether the bootstrap interval excludes 0 (a reliable sign)", "true / false"),
     "train_strength": Term("strength of the augmentations the model was trained with", "[0, 1]"),
     "diameter_mean_encoder": Term("mean diameter of a sample's augmented copies in the encoder", "[0, 2]",
