@@ -100,3 +100,32 @@ def test_compare_features_table_has_intervals_and_p_values(tmp_path):
     assert t2[["ci_low", "ci_high", "p_value"]].isna().all().all()
     with pytest.raises(InvalidParameterError, match="bootstrap"):
         resolve_config("compare-features", dict(cfg, bootstrap=-1))
+
+
+def test_spectral_intervals_to_first_order_above_the_exact_budget(tmp_path, monkeypatch):
+    """Above EXACT_SPECTRA_MAX the resamples' spectra are taken to first order: the spectral intervals are the
+    percentiles of the summaries of ``first_order_spectra`` on the same seeded resamples (their agreement with
+    exact resampling is tested in tests/measures/test_first_order_spectra.py), and nothing else changes."""
+    import sys
+
+    from nnkscope.measures.spectral import first_order_spectra, summarize_spectrum
+    from nnkscope.measures.uncertainty import bootstrap_weights, percentile_interval
+
+    lw = sys.modules["nnkscope.studies.layerwise"]  # the package re-exports a function of the same name
+    exact = _layers(tmp_path, "exact", n_boot=100)
+    monkeypatch.setattr(lw, "EXACT_SPECTRA_MAX", 0)
+    first = _layers(tmp_path, "first", n_boot=100)
+    feats, _ = _features()
+    W = np.concatenate(list(bootstrap_weights(200, 100, seed=0)))
+    spectral = {"rankme": "rankme", "participation_ratio": "participation_ratio", "stable_rank": "stable_rank",
+                "spectral_alpha": "alpha"}
+    for i, name in enumerate(first.layer):
+        reps = [summarize_spectrum(lam) for lam in first_order_spectra(feats[name], W)]
+        for col, key in spectral.items():
+            lo, hi = percentile_interval(np.array([r[key] for r in reps])[:, None])
+            np.testing.assert_allclose([first[f"{col}_ci_low"][i], first[f"{col}_ci_high"][i]], [lo[0], hi[0]],
+                                       rtol=1e-12)
+            assert first[f"{col}_ci_low"][i] != exact[f"{col}_ci_low"][i]
+    others = [c for c in exact.columns if c.endswith(("_ci_low", "_ci_high")) and not c.startswith(tuple(spectral))
+              and not c.startswith("id_pca")]
+    pd.testing.assert_frame_equal(exact[others], first[others])

@@ -33,9 +33,43 @@ import numpy as np
 from .._validate import as_points
 from ..errors import InvalidParameterError
 
-__all__ = ["covariance_spectrum", "spectral_summary", "summarize_spectrum"]
+__all__ = ["covariance_spectrum", "first_order_spectra", "spectral_summary", "summarize_spectrum"]
 
 _BLOCK_ENTRIES = 1 << 22  # rows per Gram block * d: 32 MB of float64 at a time
+
+
+def _gram(X: np.ndarray, center: bool, w):
+    """``(G, mean, total, n)``: the Gram matrix of the centred rows scaled by ``sqrt(w)`` -- ``d x d`` when
+    ``d <= n`` (accumulated over row blocks), else ``n x n`` -- the (weighted) mean, the weight total and the
+    number of rows of positive weight."""
+    N, d = X.shape
+    n = N if w is None else int(np.count_nonzero(w))  # rows that enter the Gram matrix
+    total = N if w is None else w.sum()
+    step = max(1, _BLOCK_ENTRIES // d)
+    mean = np.zeros(d)
+    if center:  # blocked, so that no N x d temporary is made; with w = 1 both routes add the same numbers in order
+        for lo in range(0, N, step):
+            block = X[lo:lo + step]
+            mean += (block.sum(axis=0, dtype=np.float64) if w is None else
+                     (block * w[lo:lo + step, None]).sum(axis=0, dtype=np.float64))
+        mean /= total
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        """Rows lo:hi centred, as float64, each scaled by sqrt(w) (rows of weight 0 left out)."""
+        if w is None:
+            return X[lo:hi].astype(np.float64) - mean
+        keep = w[lo:hi] > 0
+        return (X[lo:hi][keep].astype(np.float64) - mean) * np.sqrt(w[lo:hi][keep])[:, None]
+
+    if d <= n:
+        G = np.zeros((d, d))
+        for lo in range(0, N, step):
+            B = rows(lo, lo + step)
+            G += B.T @ B
+    else:
+        B = rows(0, N)
+        G = B @ B.T
+    return G, mean, total, n
 
 
 def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
@@ -64,32 +98,7 @@ def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
                                         f"shape {w.shape}")
         if w.sum() <= 1:
             raise InvalidParameterError("the weights must sum to more than 1 (a covariance needs two points)")
-    n = N if w is None else int(np.count_nonzero(w))  # rows that enter the Gram matrix
-    total = N if w is None else w.sum()
-    step = max(1, _BLOCK_ENTRIES // d)
-    mean = np.zeros(d)
-    if center:  # blocked, so that no N x d temporary is made; with w = 1 both routes add the same numbers in order
-        for lo in range(0, N, step):
-            block = X[lo:lo + step]
-            mean += (block.sum(axis=0, dtype=np.float64) if w is None else
-                     (block * w[lo:lo + step, None]).sum(axis=0, dtype=np.float64))
-        mean /= total
-
-    def rows(lo: int, hi: int) -> np.ndarray:
-        """Rows lo:hi centred, as float64, each scaled by sqrt(w) (rows of weight 0 left out)."""
-        if w is None:
-            return X[lo:hi].astype(np.float64) - mean
-        keep = w[lo:hi] > 0
-        return (X[lo:hi][keep].astype(np.float64) - mean) * np.sqrt(w[lo:hi][keep])[:, None]
-
-    if d <= n:
-        G = np.zeros((d, d))
-        for lo in range(0, N, step):
-            B = rows(lo, lo + step)
-            G += B.T @ B
-    else:
-        B = rows(0, N)
-        G = B @ B.T
+    G, _, total, n = _gram(X, center, w)
     lam = np.linalg.eigvalsh(G)[::-1] / (total - 1)
     if not lam[0] > 0:
         what = "every row equal" if center else "every entry zero"
@@ -98,6 +107,77 @@ def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
     lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
     size = min(N, d)  # as many eigenvalues as without weights (rows of weight 0 only remove zeros)
     return lam if len(lam) == size else np.concatenate([lam, np.zeros(size - len(lam))])
+
+
+def first_order_spectra(X, weights, *, center: bool = True) -> np.ndarray:
+    """Spectra of many weighted covariances of ``X`` to first order, for bootstrap intervals at scale.
+
+    Row ``b`` of the result holds the Rayleigh quotients ``v_j' C_b v_j``, sorted descending, of the weighted
+    covariance ``C_b`` of :func:`covariance_spectrum` with ``weights[b]`` along the eigenvectors ``v_j`` of the
+    unweighted covariance ``C``: the eigenvalues of ``C_b`` up to terms of second order in ``C_b - C``
+    (first-order eigenvalue perturbation; a symmetric function of the spectrum, such as every summary here, is
+    first-order exact even where eigenvalues tie), and their sum is ``trace(C_b)`` exactly.  With all-ones
+    weights a row is the unweighted spectrum up to rounding.  Bootstrap weights perturb ``C`` by
+    ``O(N^-1/2)``, so the replicates' error is ``O(1/N)`` relative, below the ``O(N^-1/2)`` interval width.
+
+    Cost: one ``O(N min(N, d)^2)`` pass for the eigenvectors and ``O(B N min(N, d))`` for ``B`` weightings,
+    against ``O(B N min(N, d)^2)`` for ``B`` exact spectra (a 100x saving at ``d = 768``); memory ``O(d^2)`` plus
+    the weights, rows taken in blocks.
+
+    Parameters
+    ----------
+    X : (N, d) array of points (rows).
+    weights : (B, N) non-negative point multiplicities, each row summing to more than 1.
+    center : as in :func:`covariance_spectrum`.
+
+    Returns
+    -------
+    (B, min(N, d)) array; eigenvalues under ``max(N, d) * eps`` times a row's largest are 0, and a row whose
+    weighted covariance is zero is NaN.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).normal(size=(2000, 3)) * [3.0, 2.0, 1.0]
+    >>> w = np.random.default_rng(1).multinomial(2000, np.full(2000, 1 / 2000), size=2)
+    >>> exact = np.array([covariance_spectrum(X, weights=r) for r in w])
+    >>> bool(np.abs(first_order_spectra(X, w) - exact).max() < 1e-2 * exact.max())
+    True
+    """
+    X = as_points(X, "X", min_rows=2)
+    N, d = X.shape
+    W = np.asarray(weights, dtype=np.float64)
+    if W.ndim != 2 or W.shape[1] != N or not np.isfinite(W).all() or (W < 0).any():
+        raise InvalidParameterError(f"weights must be a (B, {N}) array of finite non-negative multiplicities; got "
+                                    f"shape {W.shape}")
+    total = W.sum(axis=1)
+    if (total <= 1).any():
+        raise InvalidParameterError("each row of weights must sum to more than 1 (a covariance needs two points)")
+    G, mean, _, _ = _gram(X, center, None)
+    evals, vecs = np.linalg.eigh(G)
+    if d <= N:  # projections of the centred rows on C's eigenvectors, a block of rows at a time
+        def project(lo: int, hi: int) -> np.ndarray:
+            return (X[lo:hi].astype(np.float64) - mean) @ vecs
+    else:  # G = Zc Zc' (N x N): the projections are U * singular values
+        P_all = vecs * np.sqrt(np.clip(evals, 0.0, None))
+
+        def project(lo: int, hi: int) -> np.ndarray:
+            return P_all[lo:hi]
+    r = min(N, d)
+    S1, S2 = np.zeros((len(W), r)), np.zeros((len(W), r))
+    step = max(1, _BLOCK_ENTRIES // max(r, len(W)))
+    for lo in range(0, N, step):
+        P = project(lo, lo + step)
+        S1 += W[:, lo:lo + step] @ P
+        S2 += W[:, lo:lo + step] @ (P * P)
+    # sum_i w_i (p_ij - a_j)^2 about the weighted mean a_j = S1 / total (no shift without centring)
+    num = S2 - S1**2 / total[:, None] if center else S2
+    lam = -np.sort(-np.clip(num, 0.0, None) / (total[:, None] - 1), axis=1)
+    # rounding noise: relative to the row's largest value and to the uncentred sums it was cancelled from
+    scale = np.maximum(lam[:, :1], S2.max(axis=1, keepdims=True) / (total[:, None] - 1))
+    lam[lam <= max(N, d) * np.finfo(np.float64).eps * scale] = 0.0
+    top = lam[:, :1]
+    lam[~(top[:, 0] > 0)] = np.nan
+    return lam
 
 
 def _alpha(lam: np.ndarray, alpha_range) -> float:

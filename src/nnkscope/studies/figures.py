@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Figure", "Term", "TERMS", "GENERIC", "columns", "density", "fmt", "fmt_rho", "glossary", "heatmap",
-           "lines", "long", "rounded", "section", "spearman", "png", "grid", "html_table"]
+__all__ = ["Figure", "Term", "TERMS", "GENERIC", "SUFFIXES", "columns", "density", "fmt", "fmt_rho", "glossary",
+           "heatmap", "lines", "long", "resolve", "rounded", "section", "spearman", "png", "grid", "html_table"]
 
 
 @dataclass(frozen=True)
@@ -327,17 +327,49 @@ def spearman(a, b) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
+SUFFIXES = {
+    "_ci_low": "lower end of the 95% percentile-bootstrap interval (over points) of ",
+    "_ci_high": "upper end of the 95% percentile-bootstrap interval (over points) of ",
+    "_p_value": "permutation p-value (the pairing of the two representations' points shuffled; small = above "
+                "chance) of ",
+}
+
+
+def resolve(column: str, table: dict) -> Term | None:
+    """The term of ``column`` in ``table``, or built from the term of its base: ``mean_``/``median_`` prefixes
+    and the :data:`SUFFIXES` (intervals, p-values) resolved; None when unknown.
+
+    Examples
+    --------
+    >>> t = {"jaccard": Term("neighbour overlap", "[0, 1]")}
+    >>> resolve("jaccard_ci_low", t).definition
+    'lower end of the 95% percentile-bootstrap interval (over points) of neighbour overlap'
+    >>> resolve("cka", t) is None
+    True
+    """
+    if column in table:
+        return table[column]
+    base, note = column, ""
+    for suffix, text in SUFFIXES.items():
+        if base.endswith(suffix):
+            base, note = base[: -len(suffix)], text
+    for prefix in ("", "mean_", "median_"):
+        if base.startswith(prefix) and base[len(prefix):] in table:
+            t = table[base[len(prefix):]]
+            what = f"the layer {prefix[:-1]} of: " if prefix else ""
+            return Term(note + what + t.definition, t.range, t.direction, t.source) if note or what else t
+    return None
+
+
 def glossary(columns, own: dict) -> dict:
     """The section's glossary: the entry of every shown column that is not a generic key, from ``own`` (the
-    kind's) or :data:`TERMS` (shared by several kinds), then the core glossary, with the ``mean_``/``median_``
-    prefixes and the interval/p-value suffixes resolved; a column with none is left out (the tests catch it)."""
-    from .glossary import lookup  # glossary builds on this module's Term; lookup resolves prefixes and suffixes
-
+    kind's) or :data:`TERMS` (shared by several kinds), with the ``mean_``/``median_`` prefixes and the
+    interval/p-value suffixes resolved (:func:`resolve`); a column with none is left out (the tests catch it)."""
     out = {}
     for c in dict.fromkeys(columns):
         if c in GENERIC:
             continue
-        term = lookup(c, {**TERMS, **own})
+        term = resolve(c, {**TERMS, **own})
         if term is not None:
             out[c] = term
     return out

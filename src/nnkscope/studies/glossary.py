@@ -5,7 +5,7 @@ tables.  Kinds add their own terms in their section's ``glossary``; :func:`looku
 
 from __future__ import annotations
 
-from .figures import Term
+from .figures import Term, resolve
 
 __all__ = ["CORE", "lookup"]
 
@@ -159,17 +159,10 @@ CORE: dict[str, Term] = {
 }
 
 
-SUFFIXES = {
-    "_ci_low": "lower end of the 95% percentile-bootstrap interval (over points) of ",
-    "_ci_high": "upper end of the 95% percentile-bootstrap interval (over points) of ",
-    "_p_value": "permutation p-value (the pairing of the two representations' points shuffled; small = above "
-                "chance) of ",
-}
-
-
 def lookup(column: str, extra: dict | None = None) -> Term | None:
     """The term of ``column`` (``extra`` first, then :data:`CORE`), resolving ``mean_``/``median_`` prefixes and
-    ``_ci_low``/``_ci_high``/``_p_value`` suffixes (:data:`SUFFIXES`); None when unknown.
+    ``_ci_low``/``_ci_high``/``_p_value`` suffixes (:func:`~nnkscope.studies.figures.resolve`); None when
+    unknown.
 
     Examples
     --------
@@ -178,16 +171,4 @@ def lookup(column: str, extra: dict | None = None) -> Term | None:
     >>> lookup("no_such_column") is None
     True
     """
-    table = {**CORE, **(extra or {})}
-    if column in table:
-        return table[column]
-    base, note = column, ""
-    for suffix, note_ in SUFFIXES.items():
-        if base.endswith(suffix):
-            base, note = base[: -len(suffix)], note_
-    for prefix in ("", "mean_", "median_"):
-        if base.startswith(prefix) and base[len(prefix):] in table:
-            t = table[base[len(prefix):]]
-            what = f"the layer {prefix[:-1]} of: " if prefix else ""
-            return Term(note + what + t.definition, t.range, t.direction, t.source) if note or what else t
-    return None
+    return resolve(column, {**CORE, **(extra or {})})
