@@ -63,7 +63,7 @@ def check_range(arr: np.ndarray, name: str = "X") -> None:
     """Refuse magnitudes whose squares overflow (or, for non-zero data, underflow) float64."""
     if arr.size == 0:
         return
-    big = float(np.max(np.abs(arr)))
+    big = max(float(arr.max()), -float(arr.min()))  # max |x| without an N x d copy for np.abs
     if big > MAX_ABS or 0 < big < 1 / MAX_ABS:
         raise InputRangeError(
             f"{name} has values of magnitude {big:.3g}; squared distances would leave float64's range. "

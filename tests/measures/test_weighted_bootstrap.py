@@ -125,6 +125,27 @@ def test_weighted_class_geometry_is_that_of_the_repeated_rows():
     assert np.isnan(weighted_nc1_fuzziness(H, y, 4, w[None])).all()
 
 
+def test_weighted_nc1_chunks_and_blocks_equal_the_repeated_rows(monkeypatch):
+    """More resamples than one chunk, a class missing from one of them, residuals in many row blocks: every
+    replicate equals neural_collapse / separation_fuzziness on the resample's repeated rows."""
+    import nnkscope.measures.collapse as col
+
+    monkeypatch.setattr(col, "_BLOCK_ENTRIES", 12 * 50)  # 50-row blocks
+    r = np.random.default_rng(5)
+    y = r.integers(0, 3, 300)
+    H = r.normal(size=(300, 12)) + 3 * r.normal(size=(3, 12))[y] - 20.0
+    W = _counts(300, col._NC_CHUNK + 5, 7).astype(float)
+    W[col._NC_CHUNK - 1, y == 1] = 0  # the last resample of the first chunk loses class 1
+    nc1, D = col.weighted_nc1_fuzziness(H, y, 3, W)
+    assert np.isnan(nc1[col._NC_CHUNK - 1]) and np.isnan(D[col._NC_CHUNK - 1])
+    for b, w in enumerate(W.astype(int)):
+        if b == col._NC_CHUNK - 1:
+            continue
+        rows = np.repeat(np.arange(300), w)
+        assert nc1[b] == pytest.approx(neural_collapse(H[rows], y[rows])["nc1"], rel=1e-9)
+        assert D[b] == pytest.approx(separation_fuzziness(H[rows], y[rows]), rel=1e-9)
+
+
 def test_participation_ratio_interval_covers_the_truth():
     # Gaussian data with covariance diag(lam): the population participation ratio is (sum lam)^2 / sum lam^2.
     # 100 seeded data sets of 400 points; the 95 % percentile interval must cover it in at least 88 of them (a

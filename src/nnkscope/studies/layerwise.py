@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .._runtime import thread_limit
 from .._validate import as_points, check_choice, check_labels
 from .._version import __version__
 from ..engine.neighbors import Neighbors
@@ -141,6 +142,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     known = _identities(store, keys)
     ex = as_executor(executor)
     spill = None if is_inline(executor) else Path(store.root) / ".features"  # workers read layers from disk
+    # in this process the units run one after another: each gets every CPU; on workers, one thread per task (the
+    # executor runs several at once)
+    threads = None if spill is None else 1
     jobs = []
     for index, (name, H) in enumerate(features.items()):
         source = _source
@@ -160,7 +164,8 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(H).reshape(len(H), -1))
             H = str(path)
-        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options))
+        jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
+                     threads))
     summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
@@ -169,11 +174,18 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
 
 
 def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
-                  progress, samples=None, options: dict | None = None) -> dict:
+                  progress, samples=None, options: dict | None = None, threads: int | None = 1) -> dict:
     """One (model, epoch, layer) unit: every metric of the layer, written as its ``layers`` and ``points`` parts.
 
     A task of its own (module level, picklable): in this process by default, or on any executor's workers, which
-    read the layer from disk when ``H`` is a path."""
+    read the layer from disk when ``H`` is a path.  ``threads``: faiss/numba/BLAS threads (None: every CPU)."""
+    with thread_limit(threads):
+        return _measure_one(root, keys, name, index, H, classes, codes, s, unit, progress, samples, options,
+                            threads)
+
+
+def _measure_one(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
+                 progress, samples, options, threads) -> dict:
     import pandas as pd
 
     options = options or _options(N_BOOT, "spectral")
@@ -188,7 +200,8 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
         raise NonFiniteError(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {bad} of {len(H)} "
                              f"rows hold NaN/inf; {fix}")
     try:
-        parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress)
+        parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress,
+                            threads_per_task=threads)
         df, summary = describe_graph(parts, classes[codes])
         summary.update(_class_geometry(H, codes, len(classes)))
         k_lv = min(10, len(H) - 1)
@@ -412,12 +425,20 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
     exact_spectra = n * min(n, H.shape[1]) ** 2 * n_boot <= EXACT_SPECTRA_MAX
 
     def spectra(W):
+        if exact_spectra:  # one small d x d product per resample: one BLAS thread (see below)
+            with threadpool_limits(limits=1, user_api="blas"):
+                return _summaries([_spectrum_or_none(w) for w in W])
+        return _summaries(first_order_spectra(H, W))
+
+    def _spectrum_or_none(w):
+        try:
+            return covariance_spectrum(H, weights=w)
+        except InvalidParameterError:  # a resample of identical rows has no spectrum: no replicate
+            return None
+
+    def _summaries(spectra_):
         rows = []
-        for w in (W if exact_spectra else first_order_spectra(H, W)):
-            try:
-                lam = covariance_spectrum(H, weights=w) if exact_spectra else w
-            except InvalidParameterError:  # a resample of identical rows has no spectrum: no replicate
-                lam = None
+        for lam in spectra_:
             if lam is None or not np.isfinite(lam).all():
                 rows.append([np.nan] * 5)
                 continue
@@ -432,10 +453,12 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
                                                                                                W))
     columns = list(stats) + [c for group in multi for c in group]
     reps = []
-    # one small (d x d, N x K) product per resample: BLAS threads cost more than they save there (8x measured)
-    with threadpool_limits(limits=1, user_api="blas"), np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         for W in bootstrap_weights(n, n_boot, seed):
-            block = [np.asarray(fn(W), dtype=np.float64).reshape(len(W), 1) for fn in stats.values()]
+            # the per-column statistics are small products per resample: BLAS threads cost more than they save
+            # there (8x measured); the grouped ones batch the resamples into large products, which threads speed up
+            with threadpool_limits(limits=1, user_api="blas"):
+                block = [np.asarray(fn(W), dtype=np.float64).reshape(len(W), 1) for fn in stats.values()]
             block += [np.asarray(fn(W), dtype=np.float64).reshape(len(W), len(group)) for group, fn in multi.items()]
             reps.append(np.hstack(block))
     low, high = percentile_interval(np.concatenate(reps), CI_LEVEL)
