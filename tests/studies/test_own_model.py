@@ -493,3 +493,23 @@ def test_compare_takes_a_measure_of_the_similarity_registry_by_name(tmp_path, fe
     assert not _higher_is_similar("procrustes") and _higher_is_similar("linear_cka")
     with pytest.raises(InvalidParameterError, match="measures must be a list of one of"):
         resolve_config("compare-features", {"features": ["a.npz"], "measures": ["mean_gap"]})
+
+
+def test_study_with_an_approximate_search_records_its_recall(tmp_path, feats):
+    """``search: {method: hnsw, ...}`` builds the graphs on HNSW candidates and the layer table says so (method,
+    recall against exact search); a search set as the config asks is refused before anything is written."""
+    from nnkscope.studies.registry import resolve_config
+
+    layers, _ = feats
+    base = {"features": str(tmp_path / "feats.npz"), "data": {"y": str(tmp_path / "y.npy")}, "k": 8,
+            "bootstrap": 0, "explain": {"n_queries": 0}}
+    cfg = resolve_config("layerwise", dict(base, search={"method": "hnsw", "M": 16, "ef_search": 64,
+                                                         "recall_sample": 50}))
+    store, _ = run_study("layerwise", cfg, tmp_path / "run")
+    t = store.read("layers")
+    assert set(t.knn_method) == {"hnsw"} and t.knn_recall.between(0.9, 1.0).all()
+    assert sorted(t.layer) == sorted(layers)
+    for bad, match in [({"method": "annoy"}, "method of"), ({"method": "hnsw", "nprobe": 4}, "unknown: ..nprobe"),
+                       ({"method": "ivf", "nlist": 0}, "positive integers")]:
+        with pytest.raises(InvalidParameterError, match=match):
+            resolve_config("layerwise", dict(base, search=bad))

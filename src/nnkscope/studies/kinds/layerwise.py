@@ -7,8 +7,11 @@ checkpoint, arrays, a local Hugging Face encoder on sentences); ``layerwise`` al
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from ...engine.neighbors import ExactSearch, HNSWSearch, IVFSearch
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, choice, each, integer
@@ -26,12 +29,44 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
                  ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
+SEARCHES = {"exact": ExactSearch, "hnsw": HNSWSearch, "ivf": IVFSearch}
+
+
+def search_spec(search: dict):
+    """The neighbour search of a study config's ``search`` mapping: ``{}`` (exact), or ``method`` (``exact``,
+    ``hnsw``, ``ivf``) with that search's parameters, e.g. ``{method: hnsw, M: 32, ef_search: 256}``.
+
+    Examples
+    --------
+    >>> search_spec({}).name, search_spec({"method": "hnsw", "ef_search": 256}).ef_search
+    ('exact', 256)
+    """
+    params = dict(search)
+    return SEARCHES[params.pop("method", "exact")](**params)
+
+
+def _search_check(v) -> str | None:
+    if not isinstance(v, dict) or v.get("method", "exact") not in SEARCHES:
+        return f"a mapping with a method of {list(SEARCHES)} and its parameters, e.g. {{method: hnsw, ef_search: 256}}"
+    allowed = {f.name for f in dataclasses.fields(SEARCHES[v.get("method", "exact")])}
+    unknown = sorted(set(v) - allowed - {"method"})
+    if unknown:
+        return f"a mapping whose keys are method and those of its search {sorted(allowed)}; unknown: {unknown}"
+    bad = [key for key, x in v.items() if key != "method" and (isinstance(x, bool) or not isinstance(x, int)
+                                                               or x < (0 if key == "seed" else 1))]
+    return f"a mapping of positive integers (seed >= 0); not: {bad}" if bad else None
+
+
 def _measuring(cfg: dict) -> dict:
-    """The config's interval and picture options as :func:`~nnkscope.studies.layerwise.measure_layers` takes them:
+    """The config's measuring options as :func:`~nnkscope.studies.layerwise.measure_layers` takes them:
     ``bootstrap`` (replicates of every layer-table interval, 0 = none; at 200 2.5-5 s per layer of 5,000 x 128
-    on two busy cores, mostly the weighted covariance spectra) and ``view`` (``spectral`` or ``umap``; UMAP's numba
-    compilation adds about 15 s once per process)."""
-    return {"n_boot": cfg["bootstrap"], "view": cfg["view"]}
+    on two busy cores, mostly the weighted covariance spectra), ``view`` (``spectral`` or ``umap``; UMAP's numba
+    compilation adds about 15 s once per process) and ``search`` (the neighbour search: :func:`search_spec`; an
+    approximate one records its recall in the layer table's ``knn_recall``)."""
+    from ...engine.settings import GraphSettings
+
+    settings = GraphSettings(k=cfg["k"], kernel="cosine", duplicates="keep", knn=search_spec(cfg["search"]))
+    return {"n_boot": cfg["bootstrap"], "view": cfg["view"], "settings": settings}
 
 
 def _measure_training(cfg: dict, store: RunStore, epochs, progress, prepared: Prepared | None = None,
@@ -374,6 +409,7 @@ def _takeaways(store: RunStore, layers) -> list[str]:
 
 
 _LAYER_CHECKS = {"eval_on": choice("test", "train"), "bootstrap": integer(0), "view": choice("spectral", "umap"),
+                 "search": _search_check,
                  "model.width": lambda v: None if (
     isinstance(v, int) and v > 0 or isinstance(v, list) and v and all(isinstance(w, int) and w > 0 for w in v))
     else "a positive integer or a list of them"}
@@ -387,7 +423,7 @@ LAYERWISE = StudyKind(
     name="layerwise", run=run_layerwise, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
               "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "features": "", "bootstrap": 200,
-              "view": "spectral", "explain": EXPLAIN},
+              "view": "spectral", "search": {}, "explain": EXPLAIN},
     checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "features": _features_check},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="layerwise"),
     prepare=lambda cfg: prepare_own(cfg, trains=cfg["train"]["epochs"] > 0),
@@ -397,7 +433,7 @@ TRAINING = StudyKind(
     name="training", run=run_training, section=_layers_section, tables=("layers", "points", "fits"),
     defaults={"data": OWN_DATA, "model": OWN_MODEL, "train": TRAIN, "seed": 0, "layers": "blocks.*", "k": 20,
               "eval_per_class": 60, "eval_on": "test", "pooling": "flatten", "epochs": [1, 5, 10, 30],
-              "bootstrap": 200, "view": "spectral", "explain": EXPLAIN},
+              "bootstrap": 200, "view": "spectral", "search": {}, "explain": EXPLAIN},
     checks={**_LAYER_CHECKS, **EXPLAIN_CHECKS, "epochs": each(integer(0))},
     refine=lambda cfg, raw: refine_own(cfg, raw, kind="training"),
     prepare=lambda cfg: prepare_own(cfg, trains=max(cfg["epochs"]) > 0),
