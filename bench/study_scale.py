@@ -12,6 +12,10 @@ the peak RSS of the process.
     python bench/study_scale.py                         # N = 50,000, d = 768, 12 layers
     python bench/study_scale.py --n 20000 --layers 3    # smaller
     python bench/study_scale.py --old /tmp/base/src     # before vs after
+    python bench/study_scale.py --workers --n 20000 --d 256 --layers 4   # part C: 1 vs 2 Dask workers
+
+Part C measures the same layers as tasks on a Dask LocalCluster of 1 and of 2 single-threaded workers (and in
+this process with every CPU), and checks that the three ``layers`` tables agree to a relative 1e-12.
 """
 
 from __future__ import annotations
@@ -94,6 +98,43 @@ def many_layers(n: int, d: int, k: int, n_layers: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": rss0}
 
 
+def workers(n: int, d: int, k: int, n_layers: int) -> dict:
+    """Part C: the same saved-features layers on a Dask LocalCluster of 1 and of 2 workers (one thread each) and
+    in this process (every CPU); the tables must agree to 1e-12 (BLAS thread counts may move the last bits)."""
+    import pandas as pd
+
+    from nnkscope.executor import local_cluster
+    from nnkscope.store import RunStore
+    from nnkscope.studies.layerwise import measure_layers
+
+    _, y = layer_data(n, d, 0)
+    feats = {f"layer{i}": layer_data(n, d, 100 + i)[0] for i in range(n_layers)}
+    out, tables = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size in (("in-process", 0), ("1 worker", 1), ("2 workers", 2)):
+            t0 = time.perf_counter()
+            if size:
+                with local_cluster(size) as client:
+                    t0 = time.perf_counter()  # the cluster's start-up is not the study's
+                    measure_layers(feats, y, RunStore(f"{tmp}/{size}"), k=k, executor=client)
+            else:
+                measure_layers(feats, y, RunStore(f"{tmp}/{size}"), k=k)
+            out[name] = time.perf_counter() - t0
+            t = RunStore(f"{tmp}/{size}", create=False).read("layers")
+            tables[name] = t.drop(columns=["unit_id"], errors="ignore").sort_values("layer").reset_index(drop=True)
+    ref = tables["in-process"]
+    same = all(_close(ref, t[ref.columns], pd) for t in tables.values())
+    return {"N": n, "d": d, "layers": n_layers, "times": out, "identical": same}
+
+
+def _close(a, b, pd) -> bool:
+    try:
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=0)
+        return True
+    except AssertionError:
+        return False
+
+
 def _sub(src: str | None, mode: str, args) -> dict:
     env = dict(os.environ)
     if src:
@@ -115,10 +156,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--old", help="another source tree (its src/ folder) to measure side by side")
     ap.add_argument("--skip-study", action="store_true", help="part A only")
+    ap.add_argument("--workers", action="store_true", help="part C only: 1 vs 2 Dask workers (--n, --d, --layers)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one == "layer":
         print(json.dumps(one_layer(args.n, args.d, args.k, args.repeats)))
+        return
+    if args.workers:
+        r = workers(args.n, args.d, args.k, args.layers)
+        t = r["times"]
+        print(f"part C: {r['layers']} layers of {r['N']} x {r['d']}: in-process {t['in-process']:.1f} s, "
+              f"1 worker {t['1 worker']:.1f} s, 2 workers {t['2 workers']:.1f} s: speed-up of 2 workers over 1 "
+              f"{t['1 worker'] / t['2 workers']:.2f}x; tables equal to 1e-12: {r['identical']}")
         return
     if args.one == "study":
         print(json.dumps(many_layers(args.n, args.d, args.k, args.layers)))
