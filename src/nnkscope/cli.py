@@ -555,9 +555,10 @@ def _study_config(args) -> dict:
     from pathlib import Path
 
     from .studies.base import load_yaml, resolve_paths
-    from .studies.registry import resolve_config
+    from .studies.registry import get_kind, resolve_config
 
-    raw = resolve_paths(load_yaml(args.config), Path(args.config).resolve().parent) if args.config else {}
+    raw = resolve_paths(load_yaml(args.config), Path(args.config).resolve().parent,
+                        get_kind(args.kind).path_keys) if args.config else {}
     if args.labels and not args.features:
         raise InvalidParameterError("--labels goes with --features (a model study reads its labels from the config)")
     if args.features:

@@ -244,3 +244,22 @@ def test_deepnnk_monitor_stops_and_restores():
         model.weight.copy_(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))  # collapses the classes
     assert mon(2, model) is True and mon.best_epoch == 1 and mon.stopped_epoch == 2
     assert torch.equal(model.weight, kept)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "examples" / "studies").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_resolves_and_keeps_its_non_path_values(path):
+    """Each documented config resolves for its kind; a key that names a layer in one kind (reliability's
+    ``features: input``) is not taken for a file path as it is in another (layerwise's ``features``)."""
+    import yaml
+
+    from nnkscope.studies.registry import get_kind, load_config
+
+    raw = yaml.safe_load(path.read_text())
+    kind = raw.get("study") or path.stem.split("-quick")[0]
+    cfg = load_config(kind, path)
+    for key, value in raw.items():
+        if isinstance(value, str) and key not in get_kind(kind).path_keys and key != "study":
+            assert cfg[key] == value, (key, cfg[key], value)
+    if "features" in raw and kind == "reliability":  # a layer name: kept as written
+        assert cfg["features"] == raw["features"]

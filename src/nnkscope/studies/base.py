@@ -113,6 +113,7 @@ class StudyKind:
     open_lists: dict = field(default_factory=dict)  # list keys whose entries are mappings with their own defaults
     refine: Callable | None = None  # refine(cfg, overrides) -> cfg: cross-key checks, defaults that depend on others
     prepare: Callable | None = None  # prepare(cfg) -> loaded inputs (or None), run before anything is written
+    path_keys: tuple = PATH_KEYS  # config keys holding file paths (resolved from the config file's folder)
 
     def resolve(self, overrides: dict | None = None) -> dict:
         """The full config: defaults overridden by ``overrides``, every key and value checked."""
@@ -162,12 +163,13 @@ def merge(default, value, where: str, open_lists: dict | None = None):
     return copy.deepcopy(value)
 
 
-def resolve_paths(raw, base) -> dict:
+def resolve_paths(raw, base, keys: tuple[str, ...] = PATH_KEYS) -> dict:
     """A raw config with every relative file path made absolute from ``base`` (the config file's folder).
 
-    Path keys (:data:`PATH_KEYS`) at any depth: ``X``, ``y``, ``text``, ``checkpoint``, ``huggingface``,
-    ``features``, ``labels`` (a string, or a list of strings for ``features``) and the file part of a
-    ``factory`` / ``X`` / ``y`` given as ``"file.py:fn"``.  Inline lists of labels or sentences, importable
+    Path keys (``keys``: a kind's :attr:`StudyKind.path_keys`, by default :data:`PATH_KEYS`) at any depth:
+    ``X``, ``y``, ``text``, ``checkpoint``, ``huggingface``, ``features``, ``labels`` (a string, or a list of
+    strings for ``features``) and the file part of a ``factory`` / ``X`` / ``y`` given as ``"file.py:fn"``.  Inline
+    lists of labels or sentences, importable
     ``"package.module:fn"`` factories and absolute paths are left as they are.
 
     Examples
@@ -189,15 +191,16 @@ def resolve_paths(raw, base) -> dict:
     if isinstance(raw, dict):
         out = {}
         for key, value in raw.items():
-            if key in PATH_KEYS and isinstance(value, str) and value:
+            if key in keys and isinstance(value, str) and value:
                 out[key] = one(value)
-            elif key in ("features",) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            elif key == "features" and key in keys and isinstance(value, list) and all(
+                    isinstance(v, str) for v in value):
                 out[key] = [one(v) for v in value]
             else:
-                out[key] = resolve_paths(value, base)
+                out[key] = resolve_paths(value, base, keys)
         return out
     if isinstance(raw, list):
-        return [resolve_paths(v, base) for v in raw]
+        return [resolve_paths(v, base, keys) for v in raw]
     return raw
 
 

@@ -71,7 +71,7 @@ def resolve_config(kind: str, overrides: dict | None = None) -> dict:
 def load_config(kind: str, path) -> dict:
     """Read a YAML config file and resolve it for ``kind``; relative file paths in it (``data.X``,
     ``model.checkpoint``, ``model.factory``'s file, ``features``, ...) resolve from the file's folder."""
-    return resolve_config(kind, resolve_paths(load_yaml(path), Path(path).resolve().parent))
+    return resolve_config(kind, resolve_paths(load_yaml(path), Path(path).resolve().parent, get_kind(kind).path_keys))
 
 
 def run_study(kind: str, config: dict, out, *, progress: bool | None = None, executor=None):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import InvalidParameterError
 from ...store import RunStore
-from ..base import DATA, MODEL, TRAIN, StudyKind, choice, integer, number
+from ..base import DATA, MODEL, PATH_KEYS, TRAIN, StudyKind, choice, integer, number
 from ..common import Data, build_model, layer_features, load_data, train
 from ..figures import Figure, Term, fmt, lines, section
 
@@ -153,4 +153,5 @@ RELIABILITY = StudyKind(
               "noise_fraction": 0.1, "seeds": [0, 1, 2], "held_out": [[8, 9], [0, 1], [3, 5]], "n_atoms": 50},
     checks={"kernel": choice("cosine", "gaussian"), "noise_fraction": number(0, 0.5, open_lo=True, open_hi=True),
             "held_out": _class_sets, "n_atoms": integer(2)},
-    summary="label-noise and OOD detection by NNK disagreement / interpolation error vs kNN baselines (AUROC)")
+    summary="label-noise and OOD detection by NNK disagreement / interpolation error vs kNN baselines (AUROC)",
+    path_keys=tuple(k for k in PATH_KEYS if k != "features"))  # features: a layer name here, not a file
