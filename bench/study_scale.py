@@ -31,15 +31,19 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# bench/distributed.py is named like the Dask package: keep this folder off the import path (part C needs Dask)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 
 def layer_data(n: int, d: int, seed: int):
+    import importlib.util
+
     import numpy as np
 
-    sys.path.insert(0, HERE)
-    from _data import embedding_like
-
-    X = embedding_like(n, d, seed=seed)
+    spec = importlib.util.spec_from_file_location("_bench_data", os.path.join(HERE, "_data.py"))
+    data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data)
+    X = data.embedding_like(n, d, seed=seed)
     y = np.random.default_rng(seed).integers(0, 10, n)  # 10 classes, as in a classification study
     return X, y
 
