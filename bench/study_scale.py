@@ -105,7 +105,6 @@ def many_layers(n: int, d: int, k: int, n_layers: int) -> dict:
 def workers(n: int, d: int, k: int, n_layers: int) -> dict:
     """Part C: the same saved-features layers on a Dask LocalCluster of 1 and of 2 workers (one thread each) and
     in this process (every CPU); the tables must agree to 1e-12 (BLAS thread counts may move the last bits)."""
-    import pandas as pd
 
     from nnkscope.executor import local_cluster
     from nnkscope.store import RunStore
@@ -127,11 +126,13 @@ def workers(n: int, d: int, k: int, n_layers: int) -> dict:
             t = RunStore(f"{tmp}/{size}", create=False).read("layers")
             tables[name] = t.drop(columns=["unit_id"], errors="ignore").sort_values("layer").reset_index(drop=True)
     ref = tables["in-process"]
-    same = all(_close(ref, t[ref.columns], pd) for t in tables.values())
+    same = all(_close(ref, t[ref.columns]) for t in tables.values())
     return {"N": n, "d": d, "layers": n_layers, "times": out, "identical": same}
 
 
-def _close(a, b, pd) -> bool:
+def _close(a, b) -> bool:
+    import pandas as pd
+
     try:
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=0)
         return True

@@ -444,7 +444,7 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
             deltas[:, k] = Wc[:, idx] @ R0[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
             deltas /= counts[:, :, None]
-        bases = []  # per resample: (column slice, unit eigenvectors V of Sigma_B, their eigenvalues)
+        bases = []  # per resample: its basis (below), or None when NC1 is undefined for it
         start = 0
         for b in range(len(Wc)):
             if (counts[b] <= 0).any():
@@ -460,7 +460,8 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
                 bases.append(None)
                 continue
             V = A.T @ U[:, keep] / np.sqrt(lam[keep])  # unit eigenvectors of Sigma_B
-            bases.append((slice(start, start + V.shape[1]), V, lam[keep]))
+            # (column slice in V_all, V, the class means' shift projected on V, eigenvalues)
+            bases.append((slice(start, start + V.shape[1]), V, deltas[b] @ V, lam[keep]))
             start += V.shape[1]
         live = [(b, basis) for b, basis in enumerate(bases) if basis is not None]
         if not live:
@@ -471,10 +472,10 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         for r0 in range(0, len(H), step):
             Q = R0[r0:r0 + step] @ V_all  # every live resample's projections of this block of residuals
             c_blk, oh_blk = codes[r0:r0 + step], onehot[r0:r0 + step]
-            for b, (cols, V, _) in live:
-                P2 = (Q[:, cols] - (deltas[b] @ V)[c_blk]) ** 2 * Wc[b, r0:r0 + step, None]
+            for b, (cols, _, shift, _) in live:
+                P2 = (Q[:, cols] - shift[c_blk]) ** 2 * Wc[b, r0:r0 + step, None]
                 per_class[b] += oh_blk.T @ P2  # (K, r): v_j' S_k v_j, w_i (v_j' (x_i - mu_k(w)))^2 summed
-        for b, (_, _, lam) in live:
+        for b, (_, _, _, lam) in live:
             inv = 1.0 / lam
             nc1[lo + b] = per_class[b].sum(0) @ inv / Wc[b].sum() / K
             fuzz[lo + b] = (per_class[b] / counts[b][:, None]).mean(0) @ inv

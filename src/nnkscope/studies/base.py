@@ -169,8 +169,8 @@ def resolve_paths(raw, base, keys: tuple[str, ...] = PATH_KEYS) -> dict:
     Path keys (``keys``: a kind's :attr:`StudyKind.path_keys`, by default :data:`PATH_KEYS`) at any depth:
     ``X``, ``y``, ``text``, ``checkpoint``, ``huggingface``, ``features``, ``labels`` (a string, or a list of
     strings for ``features``) and the file part of a ``factory`` / ``X`` / ``y`` given as ``"file.py:fn"``.  Inline
-    lists of labels or sentences, importable
-    ``"package.module:fn"`` factories and absolute paths are left as they are.
+    lists of labels or sentences, importable ``"package.module:fn"`` factories and absolute paths are left as they
+    are.
 
     Examples
     --------

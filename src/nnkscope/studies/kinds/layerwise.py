@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ...engine.neighbors import ExactSearch, HNSWSearch, IVFSearch
+from ...engine.neighbors import resolve_search
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import OWN_DATA, OWN_MODEL, TRAIN, StudyKind, choice, each, integer
@@ -29,7 +29,7 @@ LAYER_METRICS = [("mean_nnk_degree", "mean NNK degree", False), ("loo_error_nnk"
                  ("id_twonn", "intrinsic dimension (TwoNN)", False), ("rankme", "effective rank (RankMe)", False)]
 
 
-SEARCHES = {"exact": ExactSearch, "hnsw": HNSWSearch, "ivf": IVFSearch}
+SEARCHES = ("exact", "hnsw", "ivf")  # the engine's CPU searches a config may name (resolve_search builds them)
 
 
 def search_spec(search: dict):
@@ -42,13 +42,13 @@ def search_spec(search: dict):
     ('exact', 256)
     """
     params = dict(search)
-    return SEARCHES[params.pop("method", "exact")](**params)
+    return dataclasses.replace(resolve_search(params.pop("method", "exact")), **params)
 
 
 def _search_check(v) -> str | None:
     if not isinstance(v, dict) or v.get("method", "exact") not in SEARCHES:
         return f"a mapping with a method of {list(SEARCHES)} and its parameters, e.g. {{method: hnsw, ef_search: 256}}"
-    allowed = {f.name for f in dataclasses.fields(SEARCHES[v.get("method", "exact")])}
+    allowed = {f.name for f in dataclasses.fields(resolve_search(v.get("method", "exact")))}
     unknown = sorted(set(v) - allowed - {"method"})
     if unknown:
         return f"a mapping whose keys are method and those of its search {sorted(allowed)}; unknown: {unknown}"
