@@ -162,3 +162,22 @@ def test_no_nan_on_extreme_but_valid_inputs():
                 G = nnk_graph(Y, 10, kernel=kernel, solver=solver, duplicates="keep")
                 assert np.isfinite(G.theta).all() and np.isfinite(G.errors).all()
                 assert np.isfinite(G.adjacency().data).all()
+
+
+def test_trusted_arrays_skip_only_the_value_scans_and_only_for_that_object():
+    """A caller that checked an array itself may hand it to many measures without a re-scan each; a copy, a
+    slice or another array is still checked, and shape checks always run."""
+    from nnkscope._validate import as_points, trusted
+
+    bad = np.ones((4, 3))
+    bad[2, 1] = np.nan  # what a trusted array would never hold: it shows that the scan was skipped
+    with trusted(bad):
+        assert as_points(bad) is bad
+        with pytest.raises(NonFiniteError):
+            as_points(bad.copy())
+        with pytest.raises(NonFiniteError):
+            as_points(bad[1:])
+        with pytest.raises(InputShapeError):
+            as_points(bad[0])
+    with pytest.raises(NonFiniteError):  # outside the block: checked again
+        as_points(bad)

@@ -514,7 +514,7 @@ class _Rows:
         for lo in range(0, n, block_rows):
             block = np.ascontiguousarray(self._array()[lo:min(n, lo + block_rows)])
             h.update(str(block.dtype).encode())
-            h.update(block.tobytes())
+            h.update(memoryview(block).cast("B"))  # the same bytes as tobytes(), without copying the block
         return h.hexdigest()
 
 

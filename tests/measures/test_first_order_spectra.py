@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnkscope.errors import InvalidParameterError
-from nnkscope.measures.spectral import covariance_spectrum, first_order_spectra, summarize_spectrum
+from nnkscope.measures.spectral import covariance_eigen, covariance_spectrum, first_order_spectra, summarize_spectrum
 from nnkscope.measures.uncertainty import bootstrap_weights, percentile_interval
 
 
@@ -65,3 +65,31 @@ def test_bad_weights_and_a_zero_replicate():
     w = np.zeros((1, 50))
     w[0, 7] = 5.0  # one point repeated: no variance
     assert np.isnan(first_order_spectra(X, w)).all()
+
+
+@pytest.mark.parametrize("n, d", [(300, 12), (15, 40)])
+def test_covariance_eigen_is_the_spectrum_and_the_principal_coordinates(n, d, monkeypatch):
+    """One decomposition serves everything: its values are covariance_spectrum's, its coordinates are the
+    centred rows' principal scores (an SVD oracle, up to each axis's sign), and first_order_spectra given it
+    equals first_order_spectra computing its own."""
+    import nnkscope.measures.spectral as spectral
+
+    monkeypatch.setattr(spectral, "_BLOCK_ENTRIES", 7 * d)  # coordinates in 7-row blocks
+    X = _points(n, d)
+    e = covariance_eigen(X)
+    np.testing.assert_allclose(e.values, covariance_spectrum(X), rtol=1e-12, atol=1e-14 * e.values[0])
+    U, S, _ = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    scores = U * S
+    coords = e.coordinates(X)
+    r = int(np.count_nonzero(e.values))
+    for j in range(r):  # each principal axis up to its sign
+        sign = np.sign(coords[:, j] @ scores[:, j])
+        np.testing.assert_allclose(sign * coords[:, j], scores[:, j], atol=1e-9 * S[0])
+    np.testing.assert_allclose(e.coordinates(X, 5, 19, axes=2), coords[5:19, :2], rtol=0, atol=1e-12 * S[0])
+    W = np.vstack([np.ones(n), np.random.default_rng(2).multinomial(n, np.full(n, 1 / n), size=3)])
+    np.testing.assert_allclose(first_order_spectra(X, W, eigen=e), first_order_spectra(X, W), rtol=1e-12,
+                               atol=1e-14 * e.values[0])
+    with pytest.raises(InvalidParameterError, match="eigen was computed for other data"):
+        first_order_spectra(X[:-1], W[:, :-1], eigen=e)
+    with pytest.raises(InvalidParameterError, match="eigen was computed for other data"):
+        first_order_spectra(X, W, center=False, eigen=e)

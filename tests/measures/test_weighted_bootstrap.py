@@ -125,21 +125,26 @@ def test_weighted_class_geometry_is_that_of_the_repeated_rows():
     assert np.isnan(weighted_nc1_fuzziness(H, y, 4, w[None])).all()
 
 
-def test_weighted_nc1_chunks_and_blocks_equal_the_repeated_rows(monkeypatch):
-    """More resamples than one chunk, a class missing from one of them, residuals in many row blocks: every
-    replicate equals neural_collapse / separation_fuzziness on the resample's repeated rows."""
+@pytest.mark.parametrize(("nc_chunk", "basis_entries", "chunk"), [(16, 1 << 22, 16), (256, 3 * 12 * 5, 5)])
+def test_weighted_nc1_chunks_and_blocks_equal_the_repeated_rows(monkeypatch, nc_chunk, basis_entries, chunk):
+    """More resamples than one chunk (capped by count, or by the memory of K x d means per resample), a class
+    missing from one of them, rows in many blocks: every replicate equals neural_collapse / separation_fuzziness
+    on the resample's repeated rows."""
     import nnkscope.measures.collapse as col
 
     monkeypatch.setattr(col, "_BLOCK_ENTRIES", 12 * 50)  # 50-row blocks
+    monkeypatch.setattr(col, "_NC_CHUNK", nc_chunk)
+    monkeypatch.setattr(col, "_BASIS_ENTRIES", basis_entries)
     r = np.random.default_rng(5)
     y = r.integers(0, 3, 300)
     H = r.normal(size=(300, 12)) + 3 * r.normal(size=(3, 12))[y] - 20.0
-    W = _counts(300, col._NC_CHUNK + 5, 7).astype(float)
-    W[col._NC_CHUNK - 1, y == 1] = 0  # the last resample of the first chunk loses class 1
+    W = _counts(300, chunk + 5, 7).astype(float)
+    W[chunk - 1, y == 1] = 0  # the last resample of the first chunk loses class 1
     nc1, D = col.weighted_nc1_fuzziness(H, y, 3, W)
-    assert np.isnan(nc1[col._NC_CHUNK - 1]) and np.isnan(D[col._NC_CHUNK - 1])
+    assert np.isnan(nc1[chunk - 1]) and np.isnan(D[chunk - 1])
+    assert np.isfinite(nc1[np.arange(len(W)) != chunk - 1]).all()
     for b, w in enumerate(W.astype(int)):
-        if b == col._NC_CHUNK - 1:
+        if b == chunk - 1:
             continue
         rows = np.repeat(np.arange(300), w)
         assert nc1[b] == pytest.approx(neural_collapse(H[rows], y[rows])["nc1"], rel=1e-9)

@@ -149,3 +149,37 @@ def test_another_nnkscope_version_is_never_resumed(tmp_path, feats, monkeypatch)
     with pytest.raises(InvalidParameterError, match="written by nnkscope .* this is 99.0.*new folder"):
         RunStore(tmp_path / "study", params={"k": 8})
     assert RunStore(tmp_path / "study", create=False).tables() == []  # still readable
+
+
+def test_layer_table_equals_the_standalone_measures(tmp_path, monkeypatch):
+    """The layer's shared covariance decomposition and class-geometry arithmetic give what each measure gives on
+    its own: NC1 and D as neural_collapse / separation_fuzziness, the spectral summaries and PCA dimension as
+    spectral_summary / intrinsic_dimension, and (above SPECTRAL_VIEW_MAX points) the view is the top-2 principal
+    scores of every point (an SVD oracle, up to each axis's sign)."""
+    import importlib
+
+    from nnkscope import spectral_summary
+    from nnkscope.measures.collapse import neural_collapse, separation_fuzziness
+    from nnkscope.measures.intrinsic import intrinsic_dimension
+
+    lw = importlib.import_module("nnkscope.studies.layerwise")
+    monkeypatch.setattr(lw, "SPECTRAL_VIEW_MAX", 100)
+    r = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 60)
+    H = r.normal(size=(180, 6)) * [4.0, 3.0, 2.0, 1.0, 0.5, 0.25] + 2 * np.eye(3, 6)[y] + 10.0
+    store = RunStore(tmp_path / "run")
+    measure_layers({"h": H}, y, store, k=8, n_boot=0)
+    t = store.read("layers").iloc[0]
+    assert t["nc1"] == pytest.approx(neural_collapse(H, y)["nc1"], rel=1e-10)
+    assert t["separation_fuzziness"] == pytest.approx(separation_fuzziness(H, y), rel=1e-10)
+    spec = spectral_summary(H)
+    for col, key in (("rankme", "rankme"), ("participation_ratio", "participation_ratio"),
+                     ("stable_rank", "stable_rank"), ("spectral_alpha", "alpha")):
+        assert t[col] == pytest.approx(spec[key], rel=1e-10), col
+    assert t["id_pca"] == intrinsic_dimension(H, "pca")
+    assert t["view"] == "pca"
+    pts = store.read("points").sort_values("node")
+    U, S, _ = np.linalg.svd(H - H.mean(axis=0), full_matrices=False)
+    for col, j in (("view_x", 0), ("view_y", 1)):
+        v = pts[col].to_numpy()
+        np.testing.assert_allclose(np.sign(v @ U[:, j]) * v, U[:, j] * S[j], atol=1e-9 * S[0])

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
@@ -391,8 +392,24 @@ def separation_fuzziness(stats_or_H, y=None, *, weighting: str = "balanced", n_c
     return _trace_with_truncated_pinv(stats.within(), stats.centred_means(True), stats.counts / stats.n)
 
 
-_NC_CHUNK = 32  # bootstrap resamples that share one pass over the residuals in weighted_nc1_fuzziness
-_BLOCK_ENTRIES = 1 << 21  # rows x columns of one block of projections there (16 MB of float64)
+_NC_CHUNK = 256  # at most this many bootstrap resamples share the two passes over the rows in weighted_nc1_fuzziness
+_BASIS_ENTRIES = 1 << 22  # ... and fewer where their K x d class means and bases would exceed this (32 MB)
+_BLOCK_ENTRIES = 1 << 21  # rows x columns of one block of residuals or projections there (16 MB of float64)
+
+
+@nb.njit(cache=True)
+def _weighted_squares(Q, shift, Wb, rows, starts, out):
+    """``out[c] += sum_i Wb[b(c), rows[i]] (Q[i, c] - shift[c])^2`` for the columns ``starts[b]:starts[b+1]`` of
+    resample ``b`` (a zero weight skips its row: a third of a bootstrap's are zero)."""
+    for i in range(Q.shape[0]):
+        r = rows[i]
+        for b in range(len(starts) - 1):
+            w = Wb[b, r]
+            if w == 0.0:
+                continue
+            for c in range(starts[b], starts[b + 1]):
+                diff = Q[i, c] - shift[c]
+                out[c] += w * diff * diff
 
 
 def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +421,10 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
     (pooled ``1/n`` for NC1, class-balanced for D) and the NC-convention ``Sigma_B`` of the weighted class means,
     whose pseudo-inverse is truncated as in :func:`neural_collapse`; only ``v' S v`` along ``Sigma_B``'s ``<= K - 1``
     eigenvectors ``v`` is needed, so each weighting costs ``O(N d K)`` (residuals to the weighted class means,
-    projected), never a ``d x d`` matrix; the weightings go in chunks that share each pass over the residuals.
+    projected), never a ``d x d`` matrix.  Up to :data:`_NC_CHUNK` weightings (fewer for many classes: their
+    class means take at most :data:`_BASIS_ENTRIES` numbers) share two passes over the rows, taken class by class
+    in blocks: one for the weighted class means, one projecting every weighting's eigenvectors at once (a single
+    large matrix product per block).
     ``codes``: integer classes ``0 .. n_classes-1``.  A weighting that leaves a class empty or makes the class
     means coincide gives NaN.  With all-ones weights the values equal :func:`neural_collapse`'s ``nc1`` and
     :func:`separation_fuzziness` to rounding (a different summation order).
@@ -416,69 +436,70 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
     >>> bool(np.isclose(nc1[0], neural_collapse(H, y)["nc1"])), bool(np.isclose(D[0], separation_fuzziness(H, y)))
     (True, True)
     """
-    H = as_points(H, "features").astype(np.float64, copy=False)
+    H = as_points(H, "features")
     codes = _check_labels(codes, len(H), n_classes)
     W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if W.shape[1] != len(H):
         raise InputShapeError(f"weights must have one column per row of H ({len(H)}); got shape {W.shape}")
-    K = n_classes
-    onehot = np.zeros((len(H), K))
-    onehot[np.arange(len(H)), codes] = 1.0
-    counts0 = onehot.sum(0)
-    if (counts0 == 0).any():
-        raise InvalidParameterError(f"class {int(np.flatnonzero(counts0 == 0)[0])} has no row; codes must use every "
-                                    f"class 0..{K - 1}")
-    mu0 = (onehot.T @ H) / counts0[:, None]
-    # residuals to the unweighted class means, once: a resample only shifts each class mean by a small delta, so
-    # nothing small is computed as the difference of large numbers
-    R0 = H - mu0[codes]
-    members = [np.flatnonzero(codes == k) for k in range(K)]
+    K, d = n_classes, H.shape[1]
+    order = np.argsort(codes, kind="stable")  # rows grouped by class: a class is a slice of `order`
+    bounds = np.searchsorted(codes[order], np.arange(K + 1))
+    if (np.diff(bounds) == 0).any():
+        raise InvalidParameterError(f"class {int(np.flatnonzero(np.diff(bounds) == 0)[0])} has no row; codes must "
+                                    f"use every class 0..{K - 1}")
+
+    def blocks(columns: int, centre: np.ndarray):
+        """(class, rows, residuals to the unweighted class mean) in row blocks: the residuals, not the raw rows,
+        enter every sum, so nothing small is the difference of large numbers (a resample shifts a mean a little)."""
+        step = max(1, _BLOCK_ENTRIES // max(d, columns))
+        for k in range(K):
+            for lo in range(bounds[k], bounds[k + 1], step):
+                rows = order[lo:min(lo + step, bounds[k + 1])]
+                yield k, rows, H[rows].astype(np.float64, copy=False) - centre[k]
+
+    mu0 = np.zeros((K, d))
+    for k, _, R in blocks(d, np.zeros((K, d))):
+        mu0[k] += R.sum(axis=0)
+    mu0 /= np.diff(bounds)[:, None]
     nc1, fuzz = np.full(len(W), np.nan), np.full(len(W), np.nan)
-    # resamples in chunks: each pass over R0 serves a chunk (two GEMMs), not one resample (a memory-bound
-    # matrix-vector pass each: 20x slower at 20,000 x 768)
-    for lo in range(0, len(W), _NC_CHUNK):
-        Wc = W[lo:lo + _NC_CHUNK]
-        counts = Wc @ onehot  # (c, K)
-        deltas = np.zeros((len(Wc), K, H.shape[1]))  # weighted class means minus mu0
-        for k, idx in enumerate(members):
-            deltas[:, k] = Wc[:, idx] @ R0[idx]
+    chunk = max(1, min(_NC_CHUNK, _BASIS_ENTRIES // (K * d)))
+    for lo in range(0, len(W), chunk):
+        Wc = W[lo:lo + chunk]
+        counts = np.stack([Wc[:, order[bounds[k]:bounds[k + 1]]].sum(axis=1) for k in range(K)], axis=1)  # (c, K)
+        sums = np.zeros((len(Wc), K, d))  # pass 1: weighted sums of the residuals per class
+        for k, rows, R in blocks(d, mu0):
+            sums[:, k] += Wc[:, rows] @ R
         with np.errstate(divide="ignore", invalid="ignore"):
-            deltas /= counts[:, :, None]
-        bases = []  # per resample: its basis (below), or None when NC1 is undefined for it
-        start = 0
+            deltas = sums / counts[:, :, None]  # weighted class means minus mu0
+        live, bases = [], []  # resamples where NC1 is defined, with (V, shifts of the means on V, eigenvalues)
         for b in range(len(Wc)):
             if (counts[b] <= 0).any():
-                bases.append(None)  # a class is missing from this resample
-                continue
+                continue  # a class is missing from this resample
             means = mu0 + deltas[b]
             A = (means - means.mean(0)) / np.sqrt(K)  # Sigma_B = A' A
             lam, U = np.linalg.eigh(A @ A.T)
-            order = np.argsort(lam)[::-1][: K - 1]
-            lam, U = lam[order], U[:, order]
+            order_ = np.argsort(lam)[::-1][: K - 1]
+            lam, U = lam[order_], U[:, order_]
             keep = lam > 1e-8 * lam[0] if lam[0] > 0 else np.zeros_like(lam, bool)
             if not keep.any():
-                bases.append(None)
                 continue
             V = A.T @ U[:, keep] / np.sqrt(lam[keep])  # unit eigenvectors of Sigma_B
-            # (column slice in V_all, V, the class means' shift projected on V, eigenvalues)
-            bases.append((slice(start, start + V.shape[1]), V, deltas[b] @ V, lam[keep]))
-            start += V.shape[1]
-        live = [(b, basis) for b, basis in enumerate(bases) if basis is not None]
+            live.append(b)
+            bases.append((V, deltas[b] @ V, lam[keep]))
         if not live:
             continue
-        V_all = np.hstack([basis[1] for _, basis in live])
-        per_class = {b: np.zeros((K, basis[1].shape[1])) for b, basis in live}
-        step = max(1, _BLOCK_ENTRIES // max(H.shape[1], V_all.shape[1]))
-        for r0 in range(0, len(H), step):
-            Q = R0[r0:r0 + step] @ V_all  # every live resample's projections of this block of residuals
-            c_blk, oh_blk = codes[r0:r0 + step], onehot[r0:r0 + step]
-            for b, (cols, _, shift, _) in live:
-                P2 = (Q[:, cols] - shift[c_blk]) ** 2 * Wc[b, r0:r0 + step, None]
-                per_class[b] += oh_blk.T @ P2  # (K, r): v_j' S_k v_j, w_i (v_j' (x_i - mu_k(w)))^2 summed
-        for b, (_, _, _, lam) in live:
+        V_all = np.hstack([V for V, _, _ in bases])
+        starts = np.cumsum([0] + [V.shape[1] for V, _, _ in bases])
+        shifts = np.hstack([s for _, s, _ in bases])  # (K, columns)
+        Wl = np.ascontiguousarray(Wc[live])
+        per_class = np.zeros((K, V_all.shape[1]))  # pass 2: w_i (v_j' (x_i - mu_k(w)))^2 summed per class
+        for k, rows, R in blocks(V_all.shape[1], mu0):
+            _weighted_squares(R @ V_all, shifts[k], Wl, rows, starts, per_class[k])
+        for j, (b, (_, _, lam)) in enumerate(zip(live, bases, strict=True)):
+            S = per_class[:, starts[j]:starts[j + 1]]  # (K, r): v' S_k v of this resample's eigenvectors
             inv = 1.0 / lam
-            nc1[lo + b] = per_class[b].sum(0) @ inv / Wc[b].sum() / K
-            fuzz[lo + b] = (per_class[b] / counts[b][:, None]).mean(0) @ inv
+            nc1[lo + b] = S.sum(0) @ inv / Wc[b].sum() / K
+            fuzz[lo + b] = (S / counts[b][:, None]).mean(0) @ inv
     return nc1, fuzz
 
 

@@ -27,13 +27,15 @@ plain spectrum.  All-ones weights take exactly the unweighted arithmetic, so the
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._validate import as_points
 from ..errors import InvalidParameterError
 
-__all__ = ["covariance_spectrum", "first_order_spectra", "spectral_summary", "summarize_spectrum"]
+__all__ = ["CovarianceEigen", "covariance_eigen", "covariance_spectrum", "first_order_spectra", "spectral_summary",
+           "summarize_spectrum"]
 
 _BLOCK_ENTRIES = 1 << 22  # rows per Gram block * d: 32 MB of float64 at a time
 
@@ -72,6 +74,35 @@ def _gram(X: np.ndarray, center: bool, w):
     return G, mean, total, n
 
 
+def _checked_weights(w, N: int):
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != (N,) or not np.isfinite(w).all() or (w < 0).any():
+        raise InvalidParameterError(f"weights must be {N} finite non-negative numbers, one per row; got "
+                                    f"shape {w.shape}")
+    if w.sum() <= 1:
+        raise InvalidParameterError("the weights must sum to more than 1 (a covariance needs two points)")
+    return w
+
+
+def _spectrum(G: np.ndarray, total: float, n: int, N: int, d: int, center: bool, vectors: bool):
+    """Descending covariance eigenvalues of the Gram matrix ``G`` (rounding noise zeroed, ``min(N, d)`` of them)
+    and, with ``vectors``, its eigenvectors in the same order."""
+    if vectors:
+        evals, vecs = np.linalg.eigh(G)
+        evals, vecs = evals[::-1], vecs[:, ::-1]
+    else:
+        evals, vecs = np.linalg.eigvalsh(G)[::-1], None
+    lam = evals / (total - 1)
+    if not lam[0] > 0:
+        what = "every row equal" if center else "every entry zero"
+        raise InvalidParameterError(f"X is constant ({what}): it has no variance, so no spectrum or intrinsic "
+                                    "dimension; check the layer (dead units, a collapsed representation)")
+    lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
+    size = min(N, d)  # as many eigenvalues as without weights (rows of weight 0 only remove zeros)
+    lam = lam if len(lam) == size else np.concatenate([lam, np.zeros(size - len(lam))])
+    return lam, evals, vecs
+
+
 def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
     """Eigenvalues of the sample covariance of ``X`` (ddof 1), descending, ``min(N, d)`` of them.
 
@@ -90,26 +121,67 @@ def covariance_spectrum(X, *, center: bool = True, weights=None) -> np.ndarray:
     """
     X = as_points(X, "X", min_rows=2)
     N, d = X.shape
-    w = None
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (N,) or not np.isfinite(w).all() or (w < 0).any():
-            raise InvalidParameterError(f"weights must be {N} finite non-negative numbers, one per row; got "
-                                        f"shape {w.shape}")
-        if w.sum() <= 1:
-            raise InvalidParameterError("the weights must sum to more than 1 (a covariance needs two points)")
+    w = None if weights is None else _checked_weights(weights, N)
     G, _, total, n = _gram(X, center, w)
-    lam = np.linalg.eigvalsh(G)[::-1] / (total - 1)
-    if not lam[0] > 0:
-        what = "every row equal" if center else "every entry zero"
-        raise InvalidParameterError(f"X is constant ({what}): it has no variance, so no spectrum or intrinsic "
-                                    "dimension; check the layer (dead units, a collapsed representation)")
-    lam[lam <= max(n, d) * np.finfo(np.float64).eps * lam[0]] = 0.0
-    size = min(N, d)  # as many eigenvalues as without weights (rows of weight 0 only remove zeros)
-    return lam if len(lam) == size else np.concatenate([lam, np.zeros(size - len(lam))])
+    return _spectrum(G, total, n, N, d, center, vectors=False)[0]
 
 
-def first_order_spectra(X, weights, *, center: bool = True) -> np.ndarray:
+@dataclass(frozen=True)
+class CovarianceEigen:
+    """A layer's covariance, decomposed once and shared by everything that needs its spectrum or axes.
+
+    ``values``: what :func:`covariance_spectrum` returns (descending, ddof 1, rounding noise zeroed).  The
+    eigenvectors are those of the smaller Gram matrix: the principal axes (``d x r``) when ``d <= N``, else the
+    left singular vectors of the centred rows (``N x r``); :meth:`coordinates` gives the rows' coordinates on the
+    axes either way.  Built by :func:`covariance_eigen`.
+    """
+
+    values: np.ndarray
+    gram_values: np.ndarray  # eigenvalues of the Gram matrix, descending (squared singular values)
+    vectors: np.ndarray
+    mean: np.ndarray
+    center: bool
+    n_rows: int
+    feature_axes: bool  # vectors are d x r principal axes (d <= N), not N x r singular vectors
+
+    def coordinates(self, X, lo: int = 0, hi: int | None = None, axes: int | None = None) -> np.ndarray:
+        """``(hi - lo, axes)`` coordinates of rows ``lo:hi`` of ``X`` (the array decomposed) on the leading
+        ``axes`` principal axes (default: all), descending variance."""
+        hi = self.n_rows if hi is None else min(hi, self.n_rows)
+        r = self.vectors.shape[1] if axes is None else min(axes, self.vectors.shape[1])
+        if not self.feature_axes:
+            return self.vectors[lo:hi, :r] * np.sqrt(np.clip(self.gram_values[:r], 0.0, None))
+        V = np.ascontiguousarray(self.vectors[:, :r])
+        step = max(1, _BLOCK_ENTRIES // X.shape[1])  # row blocks: one float64 temporary of 32 MB at most
+        out = np.empty((max(hi - lo, 0), r))
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            out[a - lo:b - lo] = (np.asarray(X[a:b], dtype=np.float64) - self.mean) @ V
+        return out
+
+
+def covariance_eigen(X, *, center: bool = True) -> CovarianceEigen:
+    """The covariance spectrum of ``X`` with its principal axes, in one ``O(N min(N, d)^2)`` pass.
+
+    One decomposition serves the spectral summaries (:func:`summarize_spectrum` of ``.values``), the PCA
+    dimension, the first-order bootstrap spectra (``first_order_spectra(X, W, eigen=...)``) and a PCA picture
+    (:meth:`CovarianceEigen.coordinates`), where each would otherwise take its own pass over the rows.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    >>> e = covariance_eigen(X)
+    >>> e.values.round(12).tolist(), np.abs(e.coordinates(X, axes=1)).ravel().tolist()
+    ([2.666666666667, 0.666666666667], [0.0, 0.0, 2.0, 2.0])
+    """
+    X = as_points(X, "X", min_rows=2)
+    N, d = X.shape
+    G, mean, total, n = _gram(X, center, None)
+    lam, evals, vecs = _spectrum(G, total, n, N, d, center, vectors=True)
+    return CovarianceEigen(lam, evals, vecs, mean, center, N, d <= n)
+
+
+def first_order_spectra(X, weights, *, center: bool = True, eigen: CovarianceEigen | None = None) -> np.ndarray:
     """Spectra of many weighted covariances of ``X`` to first order, for bootstrap intervals at scale.
 
     Row ``b`` of the result holds the Rayleigh quotients ``v_j' C_b v_j``, sorted descending, of the weighted
@@ -129,6 +201,8 @@ def first_order_spectra(X, weights, *, center: bool = True) -> np.ndarray:
     X : (N, d) array of points (rows).
     weights : (B, N) non-negative point multiplicities, each row summing to more than 1.
     center : as in :func:`covariance_spectrum`.
+    eigen : :func:`covariance_eigen` of ``X`` with the same ``center``, when already computed (it is the one
+        ``O(N min(N, d)^2)`` step: a caller that takes the weights in chunks decomposes once).
 
     Returns
     -------
@@ -152,21 +226,16 @@ def first_order_spectra(X, weights, *, center: bool = True) -> np.ndarray:
     total = W.sum(axis=1)
     if (total <= 1).any():
         raise InvalidParameterError("each row of weights must sum to more than 1 (a covariance needs two points)")
-    G, mean, _, _ = _gram(X, center, None)
-    evals, vecs = np.linalg.eigh(G)
-    if d <= N:  # projections of the centred rows on C's eigenvectors, a block of rows at a time
-        def project(lo: int, hi: int) -> np.ndarray:
-            return (X[lo:hi].astype(np.float64) - mean) @ vecs
-    else:  # G = Zc Zc' (N x N): the projections are U * singular values
-        P_all = vecs * np.sqrt(np.clip(evals, 0.0, None))
-
-        def project(lo: int, hi: int) -> np.ndarray:
-            return P_all[lo:hi]
+    if eigen is None:
+        eigen = covariance_eigen(X, center=center)
+    elif eigen.n_rows != N or eigen.center != center or (eigen.feature_axes and eigen.vectors.shape[0] != d):
+        raise InvalidParameterError(f"eigen was computed for other data ({eigen.n_rows} rows, center="
+                                    f"{eigen.center}); pass covariance_eigen(X, center={center}) of this X")
     r = min(N, d)
     S1, S2 = np.zeros((len(W), r)), np.zeros((len(W), r))
     step = max(1, _BLOCK_ENTRIES // max(r, len(W)))
     for lo in range(0, N, step):
-        P = project(lo, lo + step)
+        P = eigen.coordinates(X, lo, lo + step)
         S1 += W[:, lo:lo + step] @ P
         S2 += W[:, lo:lo + step] @ (P * P)
     # sum_i w_i (p_ij - a_j)^2 about the weighted mean a_j = S1 / total (no shift without centring)

@@ -16,7 +16,7 @@ returning a real number; it is called ``n_boot`` / ``n_perm`` + 1 times.
   ``b`` is the vector ``w_b = bincount(rng.integers(0, N, N))`` (the rows :func:`bootstrap_ci` would draw with the
   same seed, counted), so a statistic written for weighted points never sees a repeated row and can reuse what does
   not depend on the resample (a neighbour search, per-point terms, a projection).  With ``w = 1`` such a statistic
-  is the plain estimate.  The weights come in chunks of at most :data:`WEIGHT_CHUNK_ENTRIES` numbers (32 MiB), so
+  is the plain estimate.  The weights come in chunks of at most :data:`WEIGHT_CHUNK_ENTRIES` numbers (128 MiB), so
   memory does not grow with ``n_boot``.
 """
 
@@ -34,7 +34,7 @@ __all__ = ["bootstrap_ci", "permutation_test", "bootstrap_weights", "weighted_bo
            "weighted_mean", "weighted_median", "WEIGHT_CHUNK_ENTRIES"]
 
 ALTERNATIVES = ("greater", "less")
-WEIGHT_CHUNK_ENTRIES = 1 << 22  # float64 weights per chunk of replicates: 32 MiB
+WEIGHT_CHUNK_ENTRIES = 1 << 24  # float64 weights per chunk of replicates: 128 MiB (200 resamples of 80,000 points)
 
 
 def _as_rows(arrays) -> tuple[list[np.ndarray], int]:

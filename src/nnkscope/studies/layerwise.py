@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from .._runtime import thread_limit
-from .._validate import as_points, check_choice, check_labels
+from .._validate import as_points, check_choice, check_finite, check_labels, trusted
 from .._version import __version__
 from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph, run_tasks
@@ -28,18 +29,18 @@ from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, atomic_path, fingerprint
-from ..measures.collapse import (
-    equi_separation_fit,
-    neural_collapse,
-    scatter_in_blocks,
-    separation_fuzziness,
-    weighted_nc1_fuzziness,
-)
+from ..measures.collapse import equi_separation_fit, weighted_nc1_fuzziness
 from ..measures.embedding import spectral_embedding, umap_embedding
 from ..measures.intrinsic import dimension_from_weights, intrinsic_dimension, pca_from_spectrum
 from ..measures.labels import cross_class_fraction, label_variation_graph
 from ..measures.metrics import describe_graph
-from ..measures.spectral import covariance_spectrum, first_order_spectra, spectral_summary, summarize_spectrum
+from ..measures.spectral import (
+    CovarianceEigen,
+    covariance_eigen,
+    covariance_spectrum,
+    first_order_spectra,
+    summarize_spectrum,
+)
 from ..measures.uncertainty import bootstrap_weights, percentile_interval, weighted_mean, weighted_median
 from ..nn.capture import capture
 from ..store import RunStore
@@ -186,39 +187,51 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
 
 def _measure_one(root: str, keys: dict, name: str, index: int, H, classes, codes, s: GraphSettings, unit: dict,
                  progress, samples, options, threads) -> dict:
-    import pandas as pd
-
     options = options or _options(N_BOOT, "spectral")
     store = RunStore(root, create=False)
     H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
-    if not np.isfinite(H).all():  # the generic "drop those rows" fix is wrong for a model's activations
+    try:
+        check_finite(H)
+    except NonFiniteError:  # the generic "drop those rows" fix is wrong for a model's activations
         bad = int((~np.isfinite(H).all(axis=1)).sum())
         fix = ("the model's activations are not finite: training diverged or overflowed. Lower the learning rate "
                "(study config: train.lr) or normalise the inputs, in a new run folder"
                if unit.get("model_fingerprint") else "drop or impute those rows of the features first")
         raise NonFiniteError(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {bad} of {len(H)} "
-                             f"rows hold NaN/inf; {fix}")
+                             f"rows hold NaN/inf; {fix}") from None
     try:
-        parts = build_graph(ArraySource(as_points(H, f"layer {name!r}")), None, settings=s, progress=progress,
-                            threads_per_task=threads)
-        df, summary = describe_graph(parts, classes[codes])
-        summary.update(_class_geometry(H, codes, len(classes)))
-        k_lv = min(10, len(H) - 1)
-        shared = None
-        if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
-            g = parts.read(0, ["candidates", "distances"])
-            shared = (g["candidates"], g["distances"])
-        lv_graph = label_variation_graph(H, k=k_lv, neighbors=shared)
-        summary["label_variation"] = cross_class_fraction(lv_graph, codes)
-        summary.update(_peer_measures(H, parts, df))
-        if options["n_boot"]:
-            summary.update(_intervals(H, parts, df, summary, codes, len(classes), lv_graph, options["n_boot"]))
-        df["view_x"], df["view_y"], summary["view"] = _picture(H, parts, options["view"])
-        if samples is not None:  # each point's row in the user's data, next to the graph's node index
-            df.insert(1, "sample", samples)
+        H = as_points(H, f"layer {name!r}")
+        with trusted(H):  # checked once here; every measure below takes this very array
+            return _measure_checked(store, keys, name, index, H, classes, codes, s, unit, progress, samples,
+                                    options, threads)
     except NNKScopeError as exc:  # name the unit: a study measures many
         raise type(exc)(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {exc}") from exc
+
+
+def _measure_checked(store: RunStore, keys: dict, name: str, index: int, H: np.ndarray, classes, codes,
+                     s: GraphSettings, unit: dict, progress, samples, options: dict, threads) -> dict:
+    """:func:`_measure_one` on a layer already checked (finite, in range, float64, C-contiguous)."""
+    import pandas as pd
+
+    parts = build_graph(ArraySource(H), None, settings=s, progress=progress, threads_per_task=threads)
+    df, summary = describe_graph(parts, classes[codes])
+    eigen = covariance_eigen(H)  # one decomposition: spectra, PCA dimension, their bootstrap, the PCA picture
+    summary.update(_class_geometry(H, codes, len(classes), eigen))
+    k_lv = min(10, len(H) - 1)
+    shared = None
+    if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
+        g = parts.read(0, ["candidates", "distances"])
+        shared = (g["candidates"], g["distances"])
+    lv_graph = label_variation_graph(H, k=k_lv, neighbors=shared)
+    summary["label_variation"] = cross_class_fraction(lv_graph, codes)
+    summary.update(_peer_measures(H, parts, eigen))
+    if options["n_boot"]:
+        summary.update(_intervals(H, parts, df, summary, codes, len(classes), lv_graph, options["n_boot"],
+                                  eigen=eigen))
+    df["view_x"], df["view_y"], summary["view"] = _picture(H, parts, options["view"], eigen)
+    if samples is not None:  # each point's row in the user's data, next to the graph's node index
+        df.insert(1, "sample", samples)
     summary["layer_index"] = index
     summary.update(unit)
     store.write("neighbors", _neighbor_table(parts), layer=name, **keys)  # before points: points marks the unit done
@@ -356,12 +369,12 @@ CI_EXEMPT = {
 CI_LEVEL = 0.95
 
 
-def _peer_measures(H: np.ndarray, parts, df) -> dict:
+def _peer_measures(H: np.ndarray, parts, eigen: CovarianceEigen) -> dict:
     """Global intrinsic dimension (on the graph's own neighbour search) and spectral summaries."""
     nbrs = _search_neighbors(parts)
     out = {"id_twonn": intrinsic_dimension(H, "twonn", neighbors=nbrs),
-           "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(intrinsic_dimension(H, "pca"))}
-    spec = spectral_summary(H)
+           "id_mle": intrinsic_dimension(H, "mle", neighbors=nbrs), "id_pca": float(pca_from_spectrum(eigen.values))}
+    spec = summarize_spectrum(eigen.values)
     out.update(rankme=spec["rankme"], participation_ratio=spec["participation_ratio"],
                stable_rank=spec["stable_rank"], spectral_alpha=spec["alpha"])
     return out
@@ -386,7 +399,7 @@ EXACT_SPECTRA_MAX = 2e10
 
 
 def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_classes: int, lv_graph,
-               n_boot: int, seed: int = 0) -> dict:
+               n_boot: int, seed: int = 0, *, eigen: CovarianceEigen) -> dict:
     """``<column>_ci_low`` / ``_ci_high`` of every estimate in the layer's row: the percentile bootstrap over
     points, all columns from the same ``n_boot`` seeded multinomial resamples (multiplicities, never repeated rows).
 
@@ -428,7 +441,7 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
         if exact_spectra:  # one small d x d product per resample: one BLAS thread (see below)
             with threadpool_limits(limits=1, user_api="blas"):
                 return _summaries([_spectrum_or_none(w) for w in W])
-        return _summaries(first_order_spectra(H, W))
+        return _summaries(first_order_spectra(H, W, eigen=eigen))
 
     def _spectrum_or_none(w):
         try:
@@ -474,10 +487,11 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
 SPECTRAL_VIEW_MAX = 5000  # above this the sparse eigensolver costs more than the rest of the layer: PCA instead
 
 
-def _picture(H: np.ndarray, parts, view: str = "spectral") -> tuple[np.ndarray, np.ndarray, str]:
+def _picture(H: np.ndarray, parts, view: str, eigen: CovarianceEigen) -> tuple[np.ndarray, np.ndarray, str]:
     """A 2-D picture of the layer for the report: ``"spectral"``, the spectral embedding of its NNK graph
-    (Laplacian eigenmaps on the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, the top-2 principal
-    components above; ``"umap"``, UMAP (seed 0) on the graph's own kNN candidates at any size."""
+    (Laplacian eigenmaps on the graph already built) up to :data:`SPECTRAL_VIEW_MAX` points, above that the
+    coordinates on the layer's top-2 principal axes (``eigen``, the covariance already decomposed);
+    ``"umap"``, UMAP (seed 0) on the graph's own kNN candidates at any size."""
     if view == "umap":
         nbrs = _search_neighbors(parts)
         # UMAP's fuzzy sets want a length: the chord of unit rows for cosine candidates (stored as 1 - cos)
@@ -487,31 +501,36 @@ def _picture(H: np.ndarray, parts, view: str = "spectral") -> tuple[np.ndarray, 
     if len(H) <= SPECTRAL_VIEW_MAX:
         E = spectral_embedding(parts.to_graph(), 2)
         return E[:, 0], E[:, 1], "spectral"
-    C = H - H.mean(axis=0)
-    _, _, Vt = np.linalg.svd(C[np.random.default_rng(0).choice(len(C), min(len(C), 5000), replace=False)],
-                             full_matrices=False)
-    E = C @ Vt[:2].T
+    E = eigen.coordinates(H, axes=2)
+    if E.shape[1] < 2:  # a one-dimensional layer: its line, drawn flat
+        E = np.column_stack([E[:, 0], np.zeros(len(E))])
     return E[:, 0], E[:, 1], "pca"
 
 
-def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int) -> dict:
-    """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them."""
-    stats = scatter_in_blocks(H, codes, n_classes)  # serves NC1 and D (the balanced scatter takes a second pass)
+def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int, eigen: CovarianceEigen) -> dict:
+    """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them.
+
+    Both come from :func:`weighted_nc1_fuzziness` with unit weights (the bootstrap's own arithmetic, ``O(N d K)``,
+    no ``d x d`` scatter); equal to :func:`~nnkscope.measures.collapse.neural_collapse`'s ``nc1`` and
+    :func:`~nnkscope.measures.collapse.separation_fuzziness` to rounding."""
+    n = len(H)
     reason = ""
     if H.shape[1] < n_classes - 1:
         reason = f"{H.shape[1]} dimension(s) < K-1 = {n_classes - 1}: class means cannot span a simplex"
     else:
-        M = stats.means - stats.means.mean(axis=0)
-        sv = np.linalg.svd(M, compute_uv=False)
-        # relative to the data's own spread: means that differ by rounding only coincide
-        tol = 1e-8 * np.sqrt(n_classes * ((H - H.mean(axis=0)) ** 2).sum() / len(H))
+        counts = np.bincount(codes, minlength=n_classes)
+        members = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_classes, n))
+        means = np.asarray(members @ H) / counts[:, None]
+        sv = np.linalg.svd(means - means.mean(axis=0), compute_uv=False)
+        # relative to the data's own spread (the covariance trace): means that differ by rounding only coincide
+        tol = 1e-8 * np.sqrt(n_classes * eigen.values.sum() * (n - 1) / n)
         if sv[n_classes - 2] <= tol:
             reason = (f"class means coincide (between-class scatter has rank {int((sv > tol).sum())} < "
                       f"K-1 = {n_classes - 1})")
     if reason:
         return {"nc1": np.nan, "separation_fuzziness": np.nan, "undefined": reason}
-    return {"nc1": neural_collapse(stats)["nc1"], "separation_fuzziness": separation_fuzziness(stats),
-            "undefined": ""}
+    nc1, fuzziness = weighted_nc1_fuzziness(H, codes, n_classes, np.ones((1, n)))
+    return {"nc1": float(nc1[0]), "separation_fuzziness": float(fuzziness[0]), "undefined": ""}
 
 
 def _layer_names(model, layers) -> list[str]:
