@@ -183,3 +183,38 @@ def test_layer_table_equals_the_standalone_measures(tmp_path, monkeypatch):
     for col, j in (("view_x", 0), ("view_y", 1)):
         v = pts[col].to_numpy()
         np.testing.assert_allclose(np.sign(v @ U[:, j]) * v, U[:, j] * S[j], atol=1e-9 * S[0])
+
+
+def test_saved_layers_are_held_one_at_a_time(tmp_path, monkeypatch):
+    """Layers given as loaders (e.g. memory-mapped .npy files) are loaded for their fingerprint, let go, and
+    loaded again when their unit runs: a study of many layers holds one at a time, not all of them."""
+    import importlib
+    import weakref
+
+    lw = importlib.import_module("nnkscope.studies.layerwise")
+    r = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 30)
+    layers = [np.eye(3)[y] * (i + 1) + r.normal(size=(90, 3)) for i in range(4)]
+    live = [0]
+
+    def gone():
+        live[0] -= 1
+
+    def loader(i):
+        def load():
+            H = layers[i].copy()  # a fresh array per load, like np.load
+            live[0] += 1
+            weakref.finalize(H, gone)
+            return H
+        return load
+
+    seen = []
+    original = lw._measure_unit
+
+    def unit(*args, **kwargs):
+        seen.append(live[0])  # arrays alive when a unit starts: only the ones being measured
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lw, "_measure_unit", unit)
+    out = measure_layers({f"l{i}": loader(i) for i in range(4)}, y, RunStore(tmp_path / "run"), k=8, n_boot=0)
+    assert sorted(out) == ["l0", "l1", "l2", "l3"] and seen == [0, 0, 0, 0]

@@ -147,16 +147,16 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     # executor runs several at once)
     threads = None if spill is None else 1
     jobs = []
-    for index, (name, H) in enumerate(features.items()):
-        source = _source
+    for index, (name, feature) in enumerate(features.items()):
+        source, H = _source, None
         if source is None:  # precomputed features: their content is the identity
-            H = H() if callable(H) else H
+            H = feature() if callable(feature) else feature
             source = _with_samples({"features": fingerprint(np.asarray(H).reshape(len(H), -1))}, samples,
                                    len(codes))
         unit = _unit(s, source, labels_fp, options)
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
-        H = H() if callable(H) else H
+        H = (feature() if callable(feature) else feature) if H is None else H
         if len(H) != len(codes):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
@@ -165,8 +165,11 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(H).reshape(len(H), -1))
             H = str(path)
+        elif callable(feature):  # loaded again when its unit runs: one layer in memory at a time, not all
+            H = feature
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                      threads))
+        del H
     summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
@@ -179,7 +182,8 @@ def _measure_unit(root: str, keys: dict, name: str, index: int, H, classes, code
     """One (model, epoch, layer) unit: every metric of the layer, written as its ``layers`` and ``points`` parts.
 
     A task of its own (module level, picklable): in this process by default, or on any executor's workers, which
-    read the layer from disk when ``H`` is a path.  ``threads``: faiss/numba/BLAS threads (None: every CPU)."""
+    read the layer from disk when ``H`` is a path; a callable ``H`` (the user's loader) is called here, so that
+    only the layer being measured is in memory.  ``threads``: faiss/numba/BLAS threads (None: every CPU)."""
     with thread_limit(threads):
         return _measure_one(root, keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                             threads)
@@ -189,7 +193,7 @@ def _measure_one(root: str, keys: dict, name: str, index: int, H, classes, codes
                  progress, samples, options, threads) -> dict:
     options = options or _options(N_BOOT, "spectral")
     store = RunStore(root, create=False)
-    H = np.load(H, mmap_mode="r") if isinstance(H, str) else H
+    H = np.load(H, mmap_mode="r") if isinstance(H, str) else H() if callable(H) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
     try:
         check_finite(H)
