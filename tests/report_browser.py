@@ -37,7 +37,8 @@ CHECKS = """(() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const fcp = performance.getEntriesByName('first-contentful-paint')[0];
   return {start: window.nnkscopeStart, plots: plots.length, allDrawn: window.nnkscopeAllDrawn || null, empty,
-          noHover, links: links.length, broken, ready: window.nnkscopeReady || null,
+          noHover, links: links.length, broken, ready: window.nnkscopeReady || null, open: window.nnkscopeOpen || null,
+          plotly: window.nnkscopePlotly || null,
           load: nav ? nav.loadEventEnd : null, fcp: fcp ? fcp.startTime : null, images: document.images.length,
           brokenImages: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length,
           sections: document.querySelectorAll('main section').length,

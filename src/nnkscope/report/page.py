@@ -241,7 +241,7 @@ def render_page(title: str, identity: list[dict], sections: list[dict], explorer
 <nav id="toc"><b>nnkscope report</b><ul><li><a href="#run">Run</a></li>{''.join(nav)}</ul></nav>
 <main><header id="run"><h1>{_esc(title)}</h1>{_header(identity)}</header>{''.join(body)}
 <footer>nnkscope {_esc(version)}: one self-contained file, no network access; figures by Plotly.</footer></main>
-<script>{plotly_js}</script>
+<script type="text/plain" id="plotly-src">{plotly_js}</script>
 <script>const LABEL_COLOURS = {json.dumps(PALETTE)};{JS}</script></body></html>"""
 
 
@@ -260,6 +260,7 @@ table.kv td{word-break:break-all}
 pre{font-size:11px;max-height:300px;overflow:auto;background:#f7f7f7;padding:6px}
 .takeaways{background:#eef5fb;border-left:4px solid #0072B2;padding:8px 8px 8px 28px;margin:10px 0}
 figure{margin:16px 0}.ftitle{font-weight:600;font-size:15px}.plot{min-height:200px}
+.plot:empty::before,.explot:empty::before{content:'drawing the figure…';color:#999;font-size:12px}
 img{max-width:100%}.caption,.terms,.note{color:#555;font-size:12.5px;margin:3px 0}
 a.term{color:#0b57d0}a.q{font-size:10px;margin-left:3px;color:#888;text-decoration:none}
 .twrap{max-height:420px;overflow:auto;border:1px solid #e3e3e3}
@@ -286,11 +287,15 @@ JS = r"""
 window.nnkscopeStart = performance.now();
 const CFG = {responsive: true, displaylogo: false, modeBarButtonsToRemove: ['sendDataToCloud']};
 function spec(id) { return JSON.parse(document.getElementById(id).textContent); }
-// figures are drawn when near the viewport, the rest one by one while the browser is idle (and all before
-// printing): the page opens as fast as Plotly itself parses
+// Plotly (4.8 MB, 2-4 s to evaluate on a laptop core) starts only after the page has loaded, from the inline
+// copy as a blob script, so text, takeaways, tables and navigation are usable at once; then figures near the
+// viewport are drawn, the rest one by one while the browser is idle (and all before printing)
 const PENDING = new Set();
 function drawFigure(div) { const s = spec(div.dataset.spec); Plotly.newPlot(div, s.data, s.layout, CFG); }
-function draw(el) { if (PENDING.delete(el)) (el.classList.contains('explorer') ? Explorer : drawFigure)(el); }
+function draw(el) {
+  if (!window.Plotly || !PENDING.delete(el)) return;
+  (el.classList.contains('explorer') ? Explorer : drawFigure)(el);
+}
 function drawRest() {
   const el = PENDING.values().next().value;
   if (el === undefined) { window.nnkscopeAllDrawn = performance.now(); return; }
@@ -412,12 +417,27 @@ function Explorer(root) {
     if (q('.m')) q('.m').value = v.model; draw(); root.scrollIntoView(); }};
 }
 document.querySelectorAll('button.wpt').forEach(b => b.addEventListener('click', () => {
+  if (!window.Plotly) return;  // still loading: the explorer is drawn in a moment
   draw(document.getElementById(b.dataset.ex)); EXPLORERS[b.dataset.ex].select(+b.dataset.view, +b.dataset.node); }));
 document.querySelectorAll('figure .plot, .explorer').forEach(el => PENDING.add(el));
-const NEAR = new IntersectionObserver(es => es.forEach(e => { if (e.isIntersecting) draw(e.target); }),
-                                      {rootMargin: '400px'});
-PENDING.forEach(el => { if (el.getBoundingClientRect().top < innerHeight + 400) draw(el); else NEAR.observe(el); });
-window.addEventListener('beforeprint', () => [...PENDING].forEach(draw));
-window.nnkscopeReady = performance.now();
-window.addEventListener('load', () => setTimeout(drawRest, 100));
+function startFigures() {
+  window.nnkscopePlotly = performance.now();
+  const near = new IntersectionObserver(es => es.forEach(e => { if (e.isIntersecting) draw(e.target); }),
+                                        {rootMargin: '400px'});
+  PENDING.forEach(el => { if (el.getBoundingClientRect().top < innerHeight + 400) draw(el); else near.observe(el); });
+  window.addEventListener('beforeprint', () => [...PENDING].forEach(draw));
+  window.nnkscopeReady = performance.now();
+  setTimeout(drawRest, 100);
+}
+function loadPlotly() {
+  const s = document.createElement('script');
+  s.src = URL.createObjectURL(new Blob([document.getElementById('plotly-src').textContent],
+                                       {type: 'text/javascript'}));
+  s.onload = startFigures;
+  s.onerror = () => document.querySelectorAll('.plot, .explot').forEach(d => {
+    d.textContent = 'This browser could not run the embedded Plotly script, so the figures cannot be drawn.'; });
+  document.head.appendChild(s);
+}
+window.nnkscopeOpen = performance.now();  // the page's own scripts have run: text, tables and links work
+if (document.readyState === 'complete') loadPlotly(); else window.addEventListener('load', loadPlotly);
 """
