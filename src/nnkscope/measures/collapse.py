@@ -478,8 +478,8 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
             means = mu0 + deltas[b]
             A = (means - means.mean(0)) / np.sqrt(K)  # Sigma_B = A' A
             lam, U = np.linalg.eigh(A @ A.T)
-            order_ = np.argsort(lam)[::-1][: K - 1]
-            lam, U = lam[order_], U[:, order_]
+            top = np.argsort(lam)[::-1][: K - 1]  # Sigma_B has rank K - 1 at most
+            lam, U = lam[top], U[:, top]
             keep = lam > 1e-8 * lam[0] if lam[0] > 0 else np.zeros_like(lam, bool)
             if not keep.any():
                 continue
