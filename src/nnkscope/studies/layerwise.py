@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from .._runtime import thread_limit
-from .._validate import as_points, check_choice, check_finite, check_labels, trusted
+from .._validate import as_points, check_choice, check_labels, trusted
 from .._version import __version__
 from ..engine.neighbors import Neighbors
 from ..engine.pipeline import build_graph, run_tasks
@@ -148,15 +148,16 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     threads = None if spill is None else 1
     jobs = []
     for index, (name, feature) in enumerate(features.items()):
+        load = feature if callable(feature) else lambda feature=feature: feature
         source, H = _source, None
         if source is None:  # precomputed features: their content is the identity
-            H = feature() if callable(feature) else feature
+            H = load()
             source = _with_samples({"features": fingerprint(np.asarray(H).reshape(len(H), -1))}, samples,
                                    len(codes))
         unit = _unit(s, source, labels_fp, options)
         if store.has("points", layer=name, **keys) and not _changed(store, keys, name, known, unit, on_change):
             continue
-        H = (feature() if callable(feature) else feature) if H is None else H
+        H = load() if H is None else H
         if len(H) != len(codes):
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
@@ -196,7 +197,7 @@ def _measure_one(root: str, keys: dict, name: str, index: int, H, classes, codes
     H = np.load(H, mmap_mode="r") if isinstance(H, str) else H() if callable(H) else H
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
     try:
-        check_finite(H)
+        H = as_points(H, f"layer {name!r}")  # the one NaN/range scan of the layer: every measure below trusts it
     except NonFiniteError:  # the generic "drop those rows" fix is wrong for a model's activations
         bad = int((~np.isfinite(H).all(axis=1)).sum())
         fix = ("the model's activations are not finite: training diverged or overflowed. Lower the learning rate "
@@ -205,8 +206,7 @@ def _measure_one(root: str, keys: dict, name: str, index: int, H, classes, codes
         raise NonFiniteError(f"layer {name!r} of model {keys['model']!r} at epoch {keys['epoch']}: {bad} of {len(H)} "
                              f"rows hold NaN/inf; {fix}") from None
     try:
-        H = as_points(H, f"layer {name!r}")
-        with trusted(H):  # checked once here; every measure below takes this very array
+        with trusted(H):
             return _measure_checked(store, keys, name, index, H, classes, codes, s, unit, progress, samples,
                                     options, threads)
     except NNKScopeError as exc:  # name the unit: a study measures many
