@@ -204,3 +204,79 @@ def test_exact_knn_equals_float64_brute_force(case):
     assert (np.abs(nb.distances - bd[:, :k]) <= tol).all()  # the same k distances, to rounding
     clear = (np.diff(bd, axis=1) > 2 * tol).all(axis=1)  # rows without near-ties up to the (k+1)-th place
     np.testing.assert_array_equal(nb.indices[clear], idx[clear, :k])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the symmetric self-join (in-sample exact search): tiles small enough that every boundary is crossed
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 37 query rows and 90 database rows (column sub-tiles of 64 inside), and a count of joins."""
+    monkeypatch.setattr(nbm, "_JOIN_ROWS", 37)
+    monkeypatch.setattr(nbm, "_JOIN_COLS", 90)
+    joins = []
+    join = nbm._self_join
+
+    def counting(space, width):
+        joins.append(len(space.X))
+        yield from join(space, width)
+
+    monkeypatch.setattr(nbm, "_self_join", counting)
+    return joins
+
+
+@pytest.mark.parametrize("case", sorted(HARD))
+def test_self_join_tiles_equal_brute_force(case, small_tiles):
+    X, metric = HARD[case]
+    assert_brute_force(knn(X, 10, metric=metric, duplicates="error"), X, 10, metric)
+    assert small_tiles == [len(X)]
+
+
+def test_self_join_windows_are_the_exact_float32_top(small_tiles):
+    # small integers: every float32 product is exact, so the windows must be the brute-force top by (distance,
+    # index), ties everywhere included
+    X = np.random.default_rng(3).integers(-3, 4, size=(300, 6)).astype(np.float64)
+    space = nbm._Space.build(X, "euclidean")
+    assert space.centre is None and space.scale == 1.0
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    ref = np.lexsort((np.broadcast_to(np.arange(300), D.shape), D), axis=1)[:, :19]
+    rows = []
+    for lo, hi, dist, idx in nbm._self_join(space, 19):
+        rows.append((lo, hi))
+        np.testing.assert_array_equal(idx, ref[lo:hi])
+        np.testing.assert_array_equal(dist, np.take_along_axis(D, ref, 1)[lo:hi])
+    assert rows == [(lo, min(300, lo + 37)) for lo in range(0, 300, 37)]  # in order, each once
+
+
+def test_self_join_equals_faiss_windows_and_the_pipeline_uses_it(monkeypatch, small_tiles):
+    X = clustered(700, 16, seed=5)
+    X[11] = X[400]  # a duplicate pair across tiles
+    for metric, dup in (("euclidean", "keep"), ("cosine", "drop")):
+        joined = knn(X, 12, metric=metric, duplicates=dup)
+        with monkeypatch.context() as m:
+            m.setattr(nbm, "SELF_JOIN", False)
+            plain = knn(X, 12, metric=metric, duplicates=dup)
+        np.testing.assert_array_equal(joined.indices, plain.indices)
+        np.testing.assert_array_equal(joined.distances, plain.distances)
+        assert joined.n_with_duplicate == plain.n_with_duplicate == 2
+    G = nnk_graph(X, 12, kernel="cosine", duplicates="keep")
+    assert small_tiles == [700, 700, 700]
+    np.testing.assert_array_equal(G.candidates, knn(X, 12, metric="cosine").indices)
+
+
+@settings(max_examples=60, deadline=None)
+@given(point_sets())
+def test_self_join_tiles_property(case):
+    X, k, metric = case
+    if metric == "cosine" and (np.abs(X).sum(axis=1) == 0).any():
+        return
+    ref_idx, ref_dist = full_scan(X, k, metric)
+    saved = nbm._JOIN_ROWS, nbm._JOIN_COLS
+    nbm._JOIN_ROWS, nbm._JOIN_COLS = 5, 9  # hypothesis and function-scoped fixtures do not mix
+    try:
+        nb = knn(X, k, metric=metric)
+    finally:
+        nbm._JOIN_ROWS, nbm._JOIN_COLS = saved
+    np.testing.assert_array_equal(nb.indices, ref_idx)
+    np.testing.assert_array_equal(nb.distances, ref_dist)

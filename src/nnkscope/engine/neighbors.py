@@ -13,7 +13,11 @@ candidate's float64 distance; otherwise the window is doubled, and rows float32 
 (multi-scale data, queries far outside the database) are scanned in float64.  Rows with fewer than ``k`` valid
 candidates after dropping duplicates are widened until the window holds every row.
 
-Exact search (default) uses faiss's brute-force ``knn``; the approximate path builds a faiss HNSW (or IVF) index
+Exact search (default) of a set among its own rows (every graph) proposes the float32 windows by a symmetric
+self-join (:func:`_self_join`: each pair's inner product computed once, half of faiss's brute-force arithmetic);
+queries that are not the database's own rows, and windows that must widen, use faiss's brute-force ``knn``.
+Either way the windows are exact in their own float32 arithmetic, so the same certificate applies.  The
+approximate path builds a faiss HNSW (or IVF) index
 with exposed ``M`` / ``ef_construction`` / ``ef_search`` and reports recall@k on a seeded random sample of queries
 against exact search; its windows are widened where the k-th distance ties the window's last one.
 """
@@ -290,10 +294,15 @@ class _Space:
         return COSINE_DUP_EPS if self.cosine else 0.0
 
     def window(self, searcher, queries: _Space, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss candidate window of the query rows: (float32 squared distances, database indices, -1 padded)."""
+        """Candidate window of the query rows: (squared distances in the searched copy, database indices, -1
+        padded), from the self-join (:class:`_JoinWindows`, at its own width), faiss or an index."""
         import faiss
 
         width = min(width, len(self.Xs))
+        if isinstance(searcher, _JoinWindows):
+            if width == searcher.width:
+                return searcher.distances[rows - searcher.first], searcher.indices[rows - searcher.first]
+            searcher = None  # a widened window: faiss brute force
         if searcher is None:
             dist, idx = faiss.knn(queries.Xs[rows], self.Xs, width, metric=faiss.METRIC_L2)
         else:
@@ -304,6 +313,124 @@ class _Space:
             if short.any():
                 dist[short], idx[short] = faiss.knn(queries.Xs[rows[short]], self.Xs, width, metric=faiss.METRIC_L2)
         return dist, np.ascontiguousarray(idx, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the symmetric self-join: every in-sample pair's product computed once
+
+_JOIN_ROWS = 2048  # query rows per tile of the self-join
+_JOIN_COLS = 8192  # database rows per product (a 64 MB float32 tile of inner products)
+_NO_INDEX = np.iinfo(np.int64).max  # an empty heap slot: every candidate ranks before it
+SELF_JOIN = True  # in-sample exact search by the self-join (False: faiss brute force per block; tests compare)
+
+
+@dataclass
+class _JoinWindows:
+    """Windows of query rows ``first ..`` from :func:`_self_join`: the best ``width`` by (float32-search
+    distance, index), best first; a wider window than ``width`` falls back to faiss."""
+
+    distances: np.ndarray
+    indices: np.ndarray
+    first: int = 0
+    exact = True  # exact in its own float32 arithmetic: the window check of :func:`_trusted` applies
+
+    @property
+    def width(self) -> int:
+        return self.indices.shape[1]
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_replace(hd, hi, v, j):
+    """Put candidate (v, j) in place of the root of a max-heap on (distance, index) and sift it down."""
+    w = hd.size
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= w:
+            break
+        if child + 1 < w and (hd[child + 1] > hd[child] or (hd[child + 1] == hd[child] and hi[child + 1] > hi[child])):
+            child += 1
+        if hd[child] > v or (hd[child] == v and hi[child] > j):
+            hd[pos] = hd[child]
+            hi[pos] = hi[child]
+            pos = child
+        else:
+            break
+    hd[pos] = v
+    hi[pos] = j
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_rows(S, sq_rows, sq_cols, row_lo, col_lo, hd, hi):
+    """Offer every entry of the product tile ``S`` to its row's heap (rows ``row_lo ..``, columns ``col_lo ..``)."""
+    for r in nb.prange(S.shape[0]):
+        g = row_lo + r
+        a = sq_rows[r]
+        top, top_i = hd[g, 0], hi[g, 0]
+        for c in range(S.shape[1]):
+            v = (a + sq_cols[c]) - 2.0 * np.float64(S[r, c])
+            if v <= top and (v < top or col_lo + c < top_i):
+                _heap_replace(hd[g], hi[g], v, col_lo + c)
+                top, top_i = hd[g, 0], hi[g, 0]
+
+
+_COL_BLOCK = 64  # the column pass walks 64 x 64 sub-tiles (16 KB, cache resident) column by column
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_cols(S, sq_rows, sq_cols, row_lo, col_lo, col_from, hd, hi):
+    """Offer the entries of columns ``col_from ..`` of ``S`` to their column's heap: the same values as the row
+    pass (``sq_i + sq_j`` is one float64 sum either way).  A column of a row-major tile is a strided walk, so it
+    goes through cache-resident sub-tiles of ``_COL_BLOCK`` rows and columns."""
+    n_rows, n_cols = S.shape
+    for t in nb.prange((n_cols - col_from + _COL_BLOCK - 1) // _COL_BLOCK):
+        c0 = col_from + _COL_BLOCK * t
+        c1 = min(n_cols, c0 + _COL_BLOCK)
+        for r0 in range(0, n_rows, _COL_BLOCK):
+            r1 = min(n_rows, r0 + _COL_BLOCK)
+            for c in range(c0, c1):
+                g = col_lo + c
+                b = sq_cols[c]
+                top, top_i = hd[g, 0], hi[g, 0]
+                for r in range(r0, r1):
+                    v = (sq_rows[r] + b) - 2.0 * np.float64(S[r, c])
+                    if v <= top and (v < top or row_lo + r < top_i):
+                        _heap_replace(hd[g], hi[g], v, row_lo + r)
+                        top, top_i = hd[g, 0], hi[g, 0]
+
+
+def _self_join(space: _Space, width: int):
+    """Exact float32 windows of every row of ``space`` among its own rows, each pair's product computed once.
+
+    faiss's brute force computes the whole ``N x N`` product; here tile ``(I, J)`` with ``J >= I`` is computed
+    once (``Xs[I] @ Xs[J].T``, one float32 matrix product) and offered both to the rows of ``I`` and to those of
+    ``J``: half the arithmetic.  Each row keeps the ``width`` smallest (squared distance, index) in a heap, the
+    distance ``|q|^2 + |x|^2 - 2 q.x`` from the float32 product and the float64 squared norms of the searched rows
+    (within the float32 error bound :func:`_trusted` assumes, whatever the product's summation order), so a
+    window is the exact top ``width`` of its own float32 arithmetic, as faiss's is.  Yields ``(lo, hi, distances,
+    indices)`` for rows ``lo:hi`` as soon as they are final (tiles in order: rows of ``I`` have then met every
+    column), memory ``O(N width)`` plus one ``_JOIN_ROWS x _JOIN_COLS`` tile.
+    """
+    Xs = space.Xs
+    N = len(Xs)
+    w = min(width, N)
+    sq = _row_sq_norms(Xs)  # float64 sums of the float32 rows' squares (not space.norms squared: one rounding)
+    hd = np.full((N, w), np.inf)
+    hi = np.full((N, w), _NO_INDEX, np.int64)
+    for lo in range(0, N, _JOIN_ROWS):
+        top = min(N, lo + _JOIN_ROWS)
+        A = Xs[lo:top]
+        for c_lo in range(lo, N, _JOIN_COLS):
+            c_hi = min(N, c_lo + _JOIN_COLS)
+            S = A @ Xs[c_lo:c_hi].T
+            _join_rows(S, sq[lo:top], sq[c_lo:c_hi], lo, c_lo, hd, hi)
+            # columns inside I were offered by the row pass already (the diagonal tile holds both orders)
+            _join_cols(S, sq[lo:top], sq[c_lo:c_hi], lo, c_lo, max(0, top - c_lo), hd, hi)
+        d, i = hd[lo:top], hi[lo:top]
+        order = np.lexsort((i, d), axis=1)
+        d, i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+        i[i == _NO_INDEX] = -1
+        yield lo, top, d, i
 
 
 def _fit(X: np.ndarray, inv: np.ndarray | None) -> tuple[np.ndarray | None, float]:
@@ -591,10 +718,15 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
         space = _Space.build(X, metric)
         qspace = space if in_sample else space.like(queries)
         searcher = spec.searcher(space)
+        width = k + 1 + spec.margin
+        if in_sample and searcher is None and SELF_JOIN:  # exact, in-sample: each pair's product once
+            tiles = ((lo, hi, _JoinWindows(d, i, lo)) for lo, hi, d, i in _self_join(space, width))
+        else:
+            tiles = ((lo, min(nq, lo + spec.block_size), searcher) for lo in range(0, nq, spec.block_size))
         with progress_bar(nq, "kNN search", progress) as bar:
-            for lo in range(0, nq, spec.block_size):
-                rows = np.arange(lo, min(nq, lo + spec.block_size), dtype=np.int64)
-                _settle(space, qspace, in_sample, searcher, rows, k, k + 1 + spec.margin, drop, idx, dist, has_dup)
+            for lo, hi, tile_searcher in tiles:
+                rows = np.arange(lo, hi, dtype=np.int64)
+                _settle(space, qspace, in_sample, tile_searcher, rows, k, width, drop, idx, dist, has_dup)
                 bar.update(rows.size)
         if isinstance(spec, APPROXIMATE):
             recall = _sampled_recall(space, qspace, in_sample, idx, k, spec, drop)
