@@ -8,7 +8,7 @@ from scipy.linalg import subspace_angles
 from nnkscope import nnk_graph
 from nnkscope.errors import InputShapeError, InvalidParameterError
 from nnkscope.measures.labels import class_homogeneity, cross_class_fraction, dirichlet_energy, label_propagation
-from nnkscope.measures.manifold import curvature, local_dimension, polytope_diameter, tangent_spaces
+from nnkscope.measures.manifold import curvature, local_dimension, local_geometry, polytope_diameter, tangent_spaces
 from nnkscope.measures.metrics import point_metrics
 from nnkscope.nn.datasets import make_manifold
 
@@ -220,3 +220,27 @@ def test_nnk_means_beats_kmeans_on_digits():
     assert (t["nnk_means_accuracy"] >= t["kmeans_accuracy"] - 0.005).all()
     assert t["nnk_means_accuracy"].iloc[0] > t["kmeans_accuracy"].iloc[0]
     assert (t["nnk_means_mse"] < t["kmeans_mse"]).all()
+
+
+@pytest.mark.parametrize("normalize, diameter_normalize", [(False, True), (True, True), (False, False)])
+def test_local_geometry_is_both_measures_from_one_gather(normalize, diameter_normalize):
+    # brute-force oracles of each measure with its own scaling: the diameter of {i} ∪ support, and the smallest m
+    # whose top eigenvalues of the theta-weighted covariance about the point hold 90% of its trace
+    r = np.random.default_rng(9)
+    X = r.normal(size=(250, 9)) * r.uniform(0.5, 3.0, size=(250, 1))
+    G = nnk_graph(X, 12, kernel="cosine")
+    ids, ratio, diam = local_geometry(X, G.candidates, G.theta, normalize=normalize,
+                                      diameter_normalize=diameter_normalize)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Zd, Zi = (unit if diameter_normalize else X), (unit if normalize else X)
+    for i in range(0, 250, 5):
+        sup = G.theta[i] > 0
+        S = np.r_[i, G.candidates[i][sup]]
+        assert diam[i] == pytest.approx(np.linalg.norm(Zd[S][:, None] - Zd[S][None], axis=-1).max(), abs=1e-12)
+        w = G.theta[i][sup] / G.theta[i][sup].sum()
+        D = Zi[G.candidates[i][sup]] - Zi[i]
+        lam = np.sort(np.linalg.eigvalsh((D * w[:, None]).T @ D))[::-1].clip(0)
+        assert ids[i] == int(np.searchsorted(np.cumsum(lam), 0.9 * lam.sum() * (1 - 1e-12)) + 1)
+        assert ratio[i] == pytest.approx(lam[0] / lam.sum(), rel=1e-10)
+    np.testing.assert_array_equal(diam, polytope_diameter(X, G.candidates, G.theta, normalize=diameter_normalize))
+    np.testing.assert_array_equal(ids, local_dimension(X, G.candidates, G.theta, normalize=normalize)[0])

@@ -318,8 +318,8 @@ class _Space:
 # ----------------------------------------------------------------------------------------------------------
 # the symmetric self-join: every in-sample pair's product computed once
 
-_JOIN_ROWS = 2048  # query rows per tile of the self-join
-_JOIN_COLS = 8192  # database rows per product (a 64 MB float32 tile of inner products)
+_JOIN_ROWS = 4096  # query rows per tile of the self-join
+_JOIN_COLS = 8192  # database rows per product (a 128 MB float32 tile; 50,000 x 768: 26.6 s vs 29.4 s at 2048 rows)
 _NO_INDEX = np.iinfo(np.int64).max  # an empty heap slot: every candidate ranks before it
 SELF_JOIN = True  # in-sample exact search by the self-join (False: faiss brute force per block; tests compare)
 

@@ -22,7 +22,8 @@ from .._runtime import thread_limit
 from .._validate import as_points, check_positive
 from ..errors import InputShapeError, InvalidParameterError
 
-__all__ = ["polytope_diameter", "local_dimension", "tangent_spaces", "curvature", "curvature_from_tangents"]
+__all__ = ["polytope_diameter", "local_dimension", "local_geometry", "tangent_spaces", "curvature",
+           "curvature_from_tangents"]
 
 
 def _check(Z, candidates, theta):
@@ -60,72 +61,63 @@ def _gram(B, p):
     return G
 
 
-@nb.njit(parallel=True, cache=True)
-def _diameters(Z, inv, candidates, theta, out):
+@nb.njit(cache=True)
+def _max_sq_distance(P, p):
+    """Largest squared distance among rows ``0 .. p - 1`` of ``P``, summed in feature order (no fast-math: the
+    diameter is the plain float64 value)."""
+    d = P.shape[1]
+    best = 0.0
+    for a in range(p):
+        for b in range(a):
+            s = 0.0
+            for t in range(d):
+                diff = P[a, t] - P[b, t]
+                s += diff * diff
+            if s > best:
+                best = s
+    return best
+
+
+@nb.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _local_geometry(Z, inv_dim, inv_diam, shared, candidates, theta, energy, out_id, out_ratio, out_diam):
+    """Each point's NNK support gathered once: its polytope diameter (rows scaled by ``inv_diam``) and its local
+    dimension (theta-weighted PCA of the support centred at the point, rows scaled by ``inv_dim``; ``shared``:
+    the two scalings are the same, so the gathered rows serve both)."""
     n, k = candidates.shape
     d = Z.shape[1]
     for i in nb.prange(n):
         members = np.empty(k + 1, np.int64)
-        members[0] = i
-        m = 1
-        for a in range(k):
-            if theta[i, a] > 0:
-                members[m] = candidates[i, a]
-                m += 1
-        best = 0.0
-        for a in range(m):
-            pa = members[a]
-            for b in range(a):
-                pb = members[b]
-                s = 0.0
-                for t in range(d):
-                    diff = Z[pa, t] * inv[pa] - Z[pb, t] * inv[pb]
-                    s += diff * diff
-                if s > best:
-                    best = s
-        out[i] = np.sqrt(best)
-
-
-def polytope_diameter(X, candidates, theta, *, normalize: bool = True, n_jobs: int | None = None) -> np.ndarray:
-    """Max pairwise distance within each point's NNK polytope ``{i} ∪ N(i)`` (0 for a point with no neighbour).
-
-    Examples
-    --------
-    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    >>> polytope_diameter(X, np.array([[1, 2], [0, 2], [0, 1]]), np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
-    array([2.        , 1.41421356, 0.        ])
-    """
-    Z, candidates, theta = _check(X, candidates, theta)
-    out = np.empty(len(candidates))
-    with thread_limit(n_jobs):
-        _diameters(Z, _inv_norms(Z, normalize), candidates, theta, out)
-    return out
-
-
-@nb.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _local_dim(Z, inv, candidates, theta, energy, out_id, out_ratio):
-    n, k = candidates.shape
-    d = Z.shape[1]
-    for i in nb.prange(n):
-        sel = np.empty(k, np.int64)
         w = np.empty(k)
+        members[0] = i
         p = 0
         total = 0.0
         for a in range(k):
             if theta[i, a] > 0:
-                sel[p] = candidates[i, a]
+                members[p + 1] = candidates[i, a]
                 w[p] = theta[i, a]
                 total += theta[i, a]
                 p += 1
+        P = np.empty((p + 1, d))
+        for a in range(p + 1):
+            for t in range(d):
+                P[a, t] = Z[members[a], t] * inv_diam[members[a]]
+        out_diam[i] = np.sqrt(_max_sq_distance(P, p + 1))
         if p == 0:
             out_id[i] = 0
             out_ratio[i] = 0.0
             continue
         B = np.empty((p, d))
-        for a in range(p):
-            sw = np.sqrt(w[a] / total)
-            for t in range(d):
-                B[a, t] = sw * (Z[sel[a], t] * inv[sel[a]] - Z[i, t] * inv[i])
+        if shared:
+            for a in range(p):
+                sw = np.sqrt(w[a] / total)
+                for t in range(d):
+                    B[a, t] = sw * (P[a + 1, t] - P[0, t])
+        else:
+            for a in range(p):
+                sw = np.sqrt(w[a] / total)
+                j = members[a + 1]
+                for t in range(d):
+                    B[a, t] = sw * (Z[j, t] * inv_dim[j] - Z[i, t] * inv_dim[i])
         G = _gram(B, p)  # same non-zero spectrum as the d x d weighted covariance
         lam = np.linalg.eigvalsh(G)[::-1]
         tr = 0.0
@@ -146,6 +138,46 @@ def _local_dim(Z, inv, candidates, theta, energy, out_id, out_ratio):
         out_ratio[i] = max(lam[0], 0.0) / tr
 
 
+def local_geometry(X, candidates, theta, *, energy: float = 0.9, normalize: bool = False,
+                   diameter_normalize: bool | None = None,
+                   n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`local_dimension` and :func:`polytope_diameter` from one gather of each point's NNK support.
+
+    Returns ``(ids, first_ratio, diameters)``; ``diameter_normalize`` (default: ``normalize``) is the
+    diameter's own ``normalize``.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0]])
+    >>> ids, _, diam = local_geometry(X, np.array([[1, 2, 3]]), np.array([[1.0, 1.0, 0.0]]))
+    >>> ids.tolist(), diam.tolist()
+    ([1], [2.0])
+    """
+    Z, candidates, theta = _check(X, candidates, theta)
+    if not 0 < check_positive(energy, "energy") <= 1:
+        raise InvalidParameterError(f"energy must be in (0, 1]; got {energy}")
+    inv = _inv_norms(Z, normalize)
+    dnorm = normalize if diameter_normalize is None else bool(diameter_normalize)
+    inv_diam = inv if dnorm == normalize else _inv_norms(Z, dnorm)
+    n = len(candidates)
+    ids, ratio, diam = np.empty(n, np.int64), np.empty(n), np.empty(n)
+    with thread_limit(n_jobs):
+        _local_geometry(Z, inv, inv_diam, dnorm == normalize, candidates, theta, float(energy), ids, ratio, diam)
+    return ids, ratio, diam
+
+
+def polytope_diameter(X, candidates, theta, *, normalize: bool = True, n_jobs: int | None = None) -> np.ndarray:
+    """Max pairwise distance within each point's NNK polytope ``{i} ∪ N(i)`` (0 for a point with no neighbour).
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> polytope_diameter(X, np.array([[1, 2], [0, 2], [0, 1]]), np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
+    array([2.        , 1.41421356, 0.        ])
+    """
+    return local_geometry(X, candidates, theta, normalize=normalize, n_jobs=n_jobs)[2]
+
+
 def local_dimension(X, candidates, theta, *, energy: float = 0.9, normalize: bool = False,
                     n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Local intrinsic dimension from theta-weighted PCA of each point's NNK neighbours.
@@ -160,13 +192,7 @@ def local_dimension(X, candidates, theta, *, energy: float = 0.9, normalize: boo
     >>> ids.tolist()
     [1]
     """
-    Z, candidates, theta = _check(X, candidates, theta)
-    if not 0 < check_positive(energy, "energy") <= 1:
-        raise InvalidParameterError(f"energy must be in (0, 1]; got {energy}")
-    ids = np.empty(len(candidates), np.int64)
-    ratio = np.empty(len(candidates))
-    with thread_limit(n_jobs):
-        _local_dim(Z, _inv_norms(Z, normalize), candidates, theta, float(energy), ids, ratio)
+    ids, ratio, _ = local_geometry(X, candidates, theta, energy=energy, normalize=normalize, n_jobs=n_jobs)
     return ids, ratio
 
 

@@ -26,7 +26,7 @@ from ..executor import as_executor
 from ..io import ArraySource, atomic_path
 from .interpolation import WEIGHTINGS, require_class_sizes, vote
 from .labels import class_homogeneity, cross_class_fraction, dirichlet_energy
-from .manifold import curvature_from_tangents, local_dimension, polytope_diameter, tangent_spaces
+from .manifold import curvature_from_tangents, local_geometry, tangent_spaces
 
 __all__ = ["point_metrics", "describe_graph", "graph_metrics", "multiscale_metrics", "merge_neighbourhoods",
            "loo_columns", "column_means", "MEAN_COLUMNS"]
@@ -45,9 +45,9 @@ def _metrics_task(plan, b: int, opts: dict) -> np.ndarray:
         lo, hi = plan.blocks[b]
         _, Z, cand = plan.source.gather(lo, hi, g["candidates"])
         norm, theta = opts["normalize"], g["theta"]
-        ids, ratio = local_dimension(Z, cand, theta, energy=opts["energy"], normalize=norm, n_jobs=plan.threads)
+        ids, ratio, diam = local_geometry(Z, cand, theta, energy=opts["energy"], normalize=norm, n_jobs=plan.threads)
         cols = {"node": g["node"], "nnk_degree": np.count_nonzero(theta, axis=1), "interpolation_error": g["error"],
-                "diameter": polytope_diameter(Z, cand, theta, normalize=norm, n_jobs=plan.threads),
+                "diameter": diam,
                 "local_id": ids, "first_pc_ratio": ratio, "solver_status": g["status"]}
         if opts["labelled"]:
             codes = plan.parts.read_array("labels", 0)
@@ -349,9 +349,9 @@ def multiscale_metrics(X, k: int = 30, *, levels: int = 3, kernel: str = "gaussi
             break
         G = nnk_graph(Z, k, kernel=kernel, duplicates="keep", n_jobs=n_jobs, progress=False)
         norm = kernel == "cosine"
-        ids, _ = local_dimension(Z, G.candidates, G.theta, energy=energy, normalize=norm, n_jobs=n_jobs)
+        ids, _, diam = local_geometry(Z, G.candidates, G.theta, energy=energy, normalize=norm, n_jobs=n_jobs)
         rows.append({"level": level, "n_points": len(Z), "mean_nnk_degree": float(G.n_neighbors.mean()),
-                     "mean_diameter": float(polytope_diameter(Z, G.candidates, G.theta, normalize=norm).mean()),
+                     "mean_diameter": float(diam.mean()),
                      "median_local_id": float(np.median(ids)), "mean_error": float(G.errors.mean())})
         Z = merge_neighbourhoods(Z, G.candidates, G.theta, G.errors)
     return pd.DataFrame(rows)
