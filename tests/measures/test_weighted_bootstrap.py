@@ -149,6 +149,11 @@ def test_weighted_nc1_chunks_and_blocks_equal_the_repeated_rows(monkeypatch, nc_
         rows = np.repeat(np.arange(300), w)
         assert nc1[b] == pytest.approx(neural_collapse(H[rows], y[rows])["nc1"], rel=1e-9)
         assert D[b] == pytest.approx(separation_fuzziness(H[rows], y[rows]), rel=1e-9)
+    # rows grouped by class beforehand (as a layer-wise study passes them) are read as slices: the same numbers
+    order = np.argsort(y, kind="stable")
+    grouped = col.weighted_nc1_fuzziness(H[order], y[order], 3, W[:, order])
+    np.testing.assert_array_equal(grouped[0], nc1)
+    np.testing.assert_array_equal(grouped[1], D)
 
 
 def test_participation_ratio_interval_covers_the_truth():

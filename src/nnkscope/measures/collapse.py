@@ -427,7 +427,8 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
     large matrix product per block).
     ``codes``: integer classes ``0 .. n_classes-1``.  A weighting that leaves a class empty or makes the class
     means coincide gives NaN.  With all-ones weights the values equal :func:`neural_collapse`'s ``nc1`` and
-    :func:`separation_fuzziness` to rounding (a different summation order).
+    :func:`separation_fuzziness` to rounding (a different summation order).  Rows already grouped by class
+    (``codes`` sorted) are read as slices; the results are the same either way.
 
     Examples
     --------
@@ -443,6 +444,7 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         raise InputShapeError(f"weights must have one column per row of H ({len(H)}); got shape {W.shape}")
     K, d = n_classes, H.shape[1]
     order = np.argsort(codes, kind="stable")  # rows grouped by class: a class is a slice of `order`
+    in_order = bool((order == np.arange(len(order))).all())  # rows already grouped: slices, no gathered copies
     bounds = np.searchsorted(codes[order], np.arange(K + 1))
     if (np.diff(bounds) == 0).any():
         raise InvalidParameterError(f"class {int(np.flatnonzero(np.diff(bounds) == 0)[0])} has no row; codes must "
@@ -455,7 +457,8 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         for k in range(K):
             for lo in range(bounds[k], bounds[k + 1], step):
                 rows = order[lo:min(lo + step, bounds[k + 1])]
-                yield k, rows, H[rows].astype(np.float64, copy=False) - centre[k]
+                block = H[rows[0]:rows[-1] + 1] if in_order else H[rows]
+                yield k, rows, block.astype(np.float64, copy=False) - centre[k]
 
     mu0 = np.zeros((K, d))
     for k, _, R in blocks(d, np.zeros((K, d))):
@@ -468,7 +471,7 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         counts = np.stack([Wc[:, order[bounds[k]:bounds[k + 1]]].sum(axis=1) for k in range(K)], axis=1)  # (c, K)
         sums = np.zeros((len(Wc), K, d))  # pass 1: weighted sums of the residuals per class
         for k, rows, R in blocks(d, mu0):
-            sums[:, k] += Wc[:, rows] @ R
+            sums[:, k] += (Wc[:, rows[0]:rows[-1] + 1] if in_order else Wc[:, rows]) @ R
         with np.errstate(divide="ignore", invalid="ignore"):
             deltas = sums / counts[:, :, None]  # weighted class means minus mu0
         live, bases = [], []  # resamples where NC1 is defined, with (V, shifts of the means on V, eigenvalues)

@@ -216,13 +216,18 @@ def _tangents(Z, inv, candidates, m, out):
             for t in range(d):
                 B[a, t] -= mean[t]
         lam, U = np.linalg.eigh(_gram(B, k + 1))
+        coef = np.empty((k + 1, m))
         for c in range(m):
             col = k - c  # eigh sorts ascending
             s = 1.0 / np.sqrt(max(lam[col], 1e-300))
+            for a in range(k + 1):
+                coef[a, c] = U[a, col] * s
+        for c in range(m):
             for t in range(d):
                 out[i, c, t] = 0.0
-            for a in range(k + 1):  # row-major sweeps of B (a column sweep strides by d: 5x slower)
-                u = U[a, col] * s
+        for a in range(k + 1):  # each row of B read once, into all m bases (row-major: a column sweep is 5x slower)
+            for c in range(m):
+                u = coef[a, c]
                 for t in range(d):
                     out[i, c, t] += B[a, t] * u
 

@@ -221,7 +221,8 @@ def _measure_checked(store: RunStore, keys: dict, name: str, index: int, H: np.n
     parts = build_graph(ArraySource(H), None, settings=s, progress=progress, threads_per_task=threads)
     df, summary = describe_graph(parts, classes[codes])
     eigen = covariance_eigen(H)  # one decomposition: spectra, PCA dimension, their bootstrap, the PCA picture
-    summary.update(_class_geometry(H, codes, len(classes), eigen))
+    by_class = _ByClass(H, codes)
+    summary.update(_class_geometry(by_class, len(classes), eigen))
     k_lv = min(10, len(H) - 1)
     shared = None
     if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
@@ -232,7 +233,8 @@ def _measure_checked(store: RunStore, keys: dict, name: str, index: int, H: np.n
     summary.update(_peer_measures(H, parts, eigen))
     if options["n_boot"]:
         summary.update(_intervals(H, parts, df, summary, codes, len(classes), lv_graph, options["n_boot"],
-                                  eigen=eigen))
+                                  eigen=eigen, by_class=by_class))
+    del by_class  # a copy of the layer: not held while the picture and the tables are made
     df["view_x"], df["view_y"], summary["view"] = _picture(H, parts, options["view"], eigen)
     if samples is not None:  # each point's row in the user's data, next to the graph's node index
         df.insert(1, "sample", samples)
@@ -402,8 +404,20 @@ def _node_split(A, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 EXACT_SPECTRA_MAX = 2e10
 
 
+class _ByClass:
+    """The layer's rows grouped by class, copied once: the class geometry and its bootstrap then read slices
+    (weighted_nc1_fuzziness would otherwise gather every class's rows in each of its passes)."""
+
+    def __init__(self, H: np.ndarray, codes: np.ndarray):
+        self.order = np.argsort(codes, kind="stable")
+        self.H, self.codes = H[self.order], codes[self.order]
+
+    def nc1_fuzziness(self, n_classes: int, W: np.ndarray):
+        return weighted_nc1_fuzziness(self.H, self.codes, n_classes, W[:, self.order])
+
+
 def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_classes: int, lv_graph,
-               n_boot: int, seed: int = 0, *, eigen: CovarianceEigen) -> dict:
+               n_boot: int, seed: int = 0, *, eigen: CovarianceEigen, by_class: _ByClass | None = None) -> dict:
     """``<column>_ci_low`` / ``_ci_high`` of every estimate in the layer's row: the percentile bootstrap over
     points, all columns from the same ``n_boot`` seeded multinomial resamples (multiplicities, never repeated rows).
 
@@ -466,8 +480,8 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
 
     multi = {("id_pca", "rankme", "participation_ratio", "stable_rank", "spectral_alpha"): spectra}
     if np.isfinite(summary.get("nc1", np.nan)):
-        multi["nc1", "separation_fuzziness"] = lambda W: np.column_stack(weighted_nc1_fuzziness(H, codes, n_classes,
-                                                                                               W))
+        grouped = by_class or _ByClass(H, codes)
+        multi["nc1", "separation_fuzziness"] = lambda W: np.column_stack(grouped.nc1_fuzziness(n_classes, W))
     columns = list(stats) + [c for group in multi for c in group]
     reps = []
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -511,12 +525,13 @@ def _picture(H: np.ndarray, parts, view: str, eigen: CovarianceEigen) -> tuple[n
     return E[:, 0], E[:, 1], "pca"
 
 
-def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int, eigen: CovarianceEigen) -> dict:
+def _class_geometry(by_class: _ByClass, n_classes: int, eigen: CovarianceEigen) -> dict:
     """NC1 and separation fuzziness, or NaN with the reason where the layer cannot define them.
 
     Both come from :func:`weighted_nc1_fuzziness` with unit weights (the bootstrap's own arithmetic, ``O(N d K)``,
     no ``d x d`` scatter); equal to :func:`~nnkscope.measures.collapse.neural_collapse`'s ``nc1`` and
     :func:`~nnkscope.measures.collapse.separation_fuzziness` to rounding."""
+    H, codes = by_class.H, by_class.codes
     n = len(H)
     reason = ""
     if H.shape[1] < n_classes - 1:
@@ -533,7 +548,7 @@ def _class_geometry(H: np.ndarray, codes: np.ndarray, n_classes: int, eigen: Cov
                       f"K-1 = {n_classes - 1})")
     if reason:
         return {"nc1": np.nan, "separation_fuzziness": np.nan, "undefined": reason}
-    nc1, fuzziness = weighted_nc1_fuzziness(H, codes, n_classes, np.ones((1, n)))
+    nc1, fuzziness = by_class.nc1_fuzziness(n_classes, np.ones((1, n)))
     return {"nc1": float(nc1[0]), "separation_fuzziness": float(fuzziness[0]), "undefined": ""}
 
 
