@@ -13,6 +13,7 @@ the peak RSS of the process.
     python bench/study_scale.py --n 20000 --layers 3    # smaller
     python bench/study_scale.py --old /tmp/base/src     # before vs after
     python bench/study_scale.py --workers --n 20000 --d 256 --layers 4   # part C: 1 vs 2 Dask workers
+    python bench/study_scale.py --one study --search ivf  # part B alone, IVF search (recall in the layer table)
 
 Part C measures the same layers as tasks on a Dask LocalCluster of 1 and of 2 single-threaded workers (and in
 this process with every CPU), and checks that the three ``layers`` tables agree to a relative 1e-12.
@@ -78,12 +79,20 @@ def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
             "loo_error_nnk": float(out["layer"]["loo_error_nnk"])}
 
 
-def many_layers(n: int, d: int, k: int, n_layers: int) -> dict:
-    """Part B: a saved-features study over ``n_layers`` .npy files, loaded one at a time."""
+def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact") -> dict:
+    """Part B: a saved-features study over ``n_layers`` .npy files, loaded one at a time, with the exact search
+    or an approximate one (``"ivf"`` / ``"hnsw"``: the study's recall column is reported)."""
     import numpy as np
 
+    from nnkscope.engine.neighbors import IVFSearch
+    from nnkscope.engine.settings import GraphSettings
     from nnkscope.store import RunStore
     from nnkscope.studies.layerwise import measure_layers
+
+    # IVF with 256 cells (k-means training is nlist x N x d per iteration: 1,024 cells would cost more than the
+    # exact search here) probing 16 of them; HNSW with the defaults
+    knn = IVFSearch(nlist=256, nprobe=16) if search == "ivf" else search
+    settings = GraphSettings(k=k, kernel="cosine", duplicates="keep", knn=knn)  # the study's own default
 
     with tempfile.TemporaryDirectory() as tmp:
         _, y = layer_data(n, d, 0)
@@ -96,9 +105,11 @@ def many_layers(n: int, d: int, k: int, n_layers: int) -> dict:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         feats = {f"layer{i}": (lambda p=p: np.load(p, mmap_mode="r")) for i, p in enumerate(paths)}
         t0 = time.perf_counter()
-        measure_layers(feats, y, RunStore(f"{tmp}/run"), k=k)
+        measure_layers(feats, y, RunStore(f"{tmp}/run"), settings=settings)
         wall = time.perf_counter() - t0
-    return {"N": n, "d": d, "k": k, "layers": n_layers, "wall_s": wall, "per_layer_s": wall / n_layers,
+        recall = RunStore(f"{tmp}/run", create=False).read("layers")["knn_recall"]
+    return {"N": n, "d": d, "k": k, "layers": n_layers, "search": search, "wall_s": wall,
+            "per_layer_s": wall / n_layers, "min_recall": float(recall.min()) if recall.notna().any() else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": rss0}
 
 
@@ -145,7 +156,7 @@ def _sub(src: str | None, mode: str, args) -> dict:
     if src:
         env["PYTHONPATH"] = src
     cmd = [sys.executable, __file__, "--one", mode, "--n", str(args.n), "--d", str(args.d), "--k", str(args.k),
-           "--repeats", "1", "--layers", str(args.layers)]
+           "--repeats", "1", "--layers", str(args.layers), "--search", args.search]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -162,6 +173,8 @@ def main() -> None:
     ap.add_argument("--old", help="another source tree (its src/ folder) to measure side by side")
     ap.add_argument("--skip-study", action="store_true", help="part A only")
     ap.add_argument("--workers", action="store_true", help="part C only: 1 vs 2 Dask workers (--n, --d, --layers)")
+    ap.add_argument("--search", default="exact", choices=["exact", "ivf", "hnsw"],
+                    help="part B's neighbour search (default exact; ivf/hnsw report the layers' smallest recall)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one == "layer":
@@ -175,7 +188,7 @@ def main() -> None:
               f"{t['1 worker'] / t['2 workers']:.2f}x; tables equal to 1e-12: {r['identical']}")
         return
     if args.one == "study":
-        print(json.dumps(many_layers(args.n, args.d, args.k, args.layers)))
+        print(json.dumps(many_layers(args.n, args.d, args.k, args.layers, args.search)))
         return
     print(f"part A: one layer {args.n} x {args.d}, k={args.k}, cosine; {args.repeats} interleaved repeat(s)")
     rows = {"new": [], "old": []}
@@ -190,8 +203,9 @@ def main() -> None:
                   f"(LOO {rs[0]['loo_error_nnk']:.4f}, {rs[0]['source']})")
     if not args.skip_study:
         r = _sub(None, "study", args)
-        print(f"part B: {r['layers']} layers of {r['N']} x {r['d']} from .npy files: {r['wall_s']:.0f} s "
-              f"({r['per_layer_s']:.1f} s per layer), peak RSS {r['peak_rss_mb']:.0f} MB")
+        recall = "" if r["min_recall"] is None else f", smallest sampled recall@k {r['min_recall']:.3f}"
+        print(f"part B: {r['layers']} layers of {r['N']} x {r['d']} from .npy files, {r['search']} search: "
+              f"{r['wall_s']:.0f} s ({r['per_layer_s']:.1f} s per layer), peak RSS {r['peak_rss_mb']:.0f} MB{recall}")
 
 
 if __name__ == "__main__":

@@ -218,3 +218,24 @@ def test_saved_layers_are_held_one_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(lw, "_measure_unit", unit)
     out = measure_layers({f"l{i}": loader(i) for i in range(4)}, y, RunStore(tmp_path / "run"), k=8, n_boot=0)
     assert sorted(out) == ["l0", "l1", "l2", "l3"] and seen == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("duplicates", ["keep", "error"])
+def test_label_variation_shares_the_graphs_search(tmp_path, feats, monkeypatch, duplicates):
+    """One neighbour search per layer: label variation reads the NNK graph's cosine candidates, also when the
+    study's settings refuse duplicates (the graph then found none, so its candidates are the "keep" ones), and
+    equals label_variation's own search."""
+    import nnkscope.engine.neighbors as nbm
+    from nnkscope.engine.settings import GraphSettings
+    from nnkscope.measures.labels import label_variation
+
+    X, y = feats
+    searches = []
+    knn = nbm.knn
+    monkeypatch.setattr(nbm, "knn", lambda *a, **kw: searches.append(1) or knn(*a, **kw))
+    measure_layers(X, y, RunStore(tmp_path / duplicates), settings=GraphSettings(k=12, kernel="cosine",
+                                                                                 duplicates=duplicates))
+    assert searches == []  # the graph's search is the pipeline's; nothing searched again
+    t = RunStore(tmp_path / duplicates).read("layers").set_index("layer")
+    for name, H in X.items():
+        assert t.loc[name, "label_variation"] == pytest.approx(label_variation(H, y, 10), rel=1e-12)

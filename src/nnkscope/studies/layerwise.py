@@ -225,7 +225,8 @@ def _measure_checked(store: RunStore, keys: dict, name: str, index: int, H: np.n
     summary.update(_class_geometry(by_class, len(classes), eigen))
     k_lv = min(10, len(H) - 1)
     shared = None
-    if s.kernel == "cosine" and s.duplicates == "keep" and s.k >= k_lv:  # the graph's candidates serve
+    # the graph's candidates serve ("error": the graph found no duplicate, so they are the "keep" candidates)
+    if s.kernel == "cosine" and s.duplicates != "drop" and s.k >= k_lv:
         g = parts.read(0, ["candidates", "distances"])
         shared = (g["candidates"], g["distances"])
     lv_graph = label_variation_graph(H, k=k_lv, neighbors=shared)
