@@ -433,6 +433,19 @@ def _self_join(space: _Space, width: int):
         yield lo, top, d, i
 
 
+def _query_tiles(space: _Space, nq: int, block_size: int, width: int, *, join: bool, searcher=None,
+                 local: bool = False):
+    """``(lo, hi, searcher)`` for each tile of the ``nq`` query rows: with ``join`` (the queries are the rows of
+    ``space`` itself, searched exactly on the CPU) the self-join's tiles and their windows (indexed from row 0 of
+    the tile when ``local``, else by query row), otherwise blocks of ``block_size`` rows and ``searcher``."""
+    if join and SELF_JOIN:
+        for lo, hi, d, i in _self_join(space, width):
+            yield lo, hi, _JoinWindows(d, i, 0 if local else lo)
+    else:
+        for lo in range(0, nq, block_size):
+            yield lo, min(nq, lo + block_size), searcher
+
+
 def _fit(X: np.ndarray, inv: np.ndarray | None) -> tuple[np.ndarray | None, float]:
     """Centre (or None) and power-of-two scale of the searched copy of the database rows ``X`` (unit rows when
     ``inv`` is given).
@@ -719,10 +732,8 @@ def knn(X, k: int, *, queries=None, metric: str = "euclidean", method="exact", d
         qspace = space if in_sample else space.like(queries)
         searcher = spec.searcher(space)
         width = k + 1 + spec.margin
-        if in_sample and searcher is None and SELF_JOIN:  # exact, in-sample: each pair's product once
-            tiles = ((lo, hi, _JoinWindows(d, i, lo)) for lo, hi, d, i in _self_join(space, width))
-        else:
-            tiles = ((lo, min(nq, lo + spec.block_size), searcher) for lo in range(0, nq, spec.block_size))
+        tiles = _query_tiles(space, nq, spec.block_size, width, join=in_sample and searcher is None,
+                             searcher=searcher)
         with progress_bar(nq, "kNN search", progress) as bar:
             for lo, hi, tile_searcher in tiles:
                 rows = np.arange(lo, hi, dtype=np.int64)

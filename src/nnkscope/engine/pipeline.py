@@ -34,10 +34,9 @@ from .._version import __version__
 from ..errors import FileFormatError, InputShapeError, InvalidParameterError, TooFewPointsError
 from ..executor import as_executor, is_inline
 from ..io import ArraySource, DiskParts, MemoryParts, RowSource, as_source, atomic_path
-from . import neighbors as _neighbors
 from .graph import NNKGraph, rows_to_csr, symmetrize
 from .kernels import Kernel
-from .neighbors import APPROXIMATE, COSINE_DUP_EPS, Neighbors, _settle, _Space, duplicate_error
+from .neighbors import APPROXIMATE, COSINE_DUP_EPS, Neighbors, _query_tiles, _settle, _Space, duplicate_error
 from .settings import DEFAULT_K, GraphSettings
 from .solvers import DEFAULT_TOL, solve_candidates
 
@@ -137,14 +136,11 @@ def _search_rows(plan: _Plan, lo: int, hi: int, Q: np.ndarray, exact: bool = Fal
     dist_out = np.empty((nq, k))
     has_dup = np.zeros(nq, bool)
     step = plan.method.block_size
-    s_lo, s_hi, space, qspace, searcher = shards[0]
-    if len(shards) == 1 and (s_lo, s_hi) == (lo, hi) and searcher is None and _neighbors.SELF_JOIN:
-        # the queries are the whole database (the in-memory graph): each pair's product once
-        width = min(k + 1, s_hi - s_lo) + plan.method.margin  # _search_sub_block's first window
-        tiles = ((q_lo, q_hi, _neighbors._JoinWindows(d, i))
-                 for q_lo, q_hi, d, i in _neighbors._self_join(space, width))
-    else:
-        tiles = ((q_lo, min(nq, q_lo + step), None) for q_lo in range(0, nq, step))
+    s_lo, s_hi, space, _, searcher = shards[0]
+    # queries that are the whole database (the in-memory graph), searched exactly: the self-join's windows
+    join = len(shards) == 1 and (s_lo, s_hi) == (lo, hi) and searcher is None
+    width = min(k + 1, s_hi - s_lo) + plan.method.margin  # _search_sub_block's first window
+    tiles = _query_tiles(space, nq, step, width, join=join, local=True)
     with progress_bar(nq, "kNN search", plan.progress) as bar:
         for q_lo, q_hi, windows in tiles:
             sub = [(s_lo, s_hi, space, qspace.slice(q_lo, q_hi), windows or searcher)

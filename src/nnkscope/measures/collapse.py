@@ -451,17 +451,19 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
                                     f"use every class 0..{K - 1}")
 
     def blocks(columns: int, centre: np.ndarray):
-        """(class, rows, residuals to the unweighted class mean) in row blocks: the residuals, not the raw rows,
-        enter every sum, so nothing small is the difference of large numbers (a resample shifts a mean a little)."""
+        """(class, rows, their selector, residuals to the unweighted class mean) in row blocks: the residuals, not
+        the raw rows, enter every sum, so nothing small is the difference of large numbers (a resample shifts a
+        mean a little).  The selector is a slice where the rows are already grouped (no gathered copy)."""
         step = max(1, _BLOCK_ENTRIES // max(d, columns))
         for k in range(K):
             for lo in range(bounds[k], bounds[k + 1], step):
-                rows = order[lo:min(lo + step, bounds[k + 1])]
-                block = H[rows[0]:rows[-1] + 1] if in_order else H[rows]
-                yield k, rows, block.astype(np.float64, copy=False) - centre[k]
+                hi = min(lo + step, bounds[k + 1])
+                rows = order[lo:hi]
+                sel = slice(lo, hi) if in_order else rows
+                yield k, rows, sel, H[sel].astype(np.float64, copy=False) - centre[k]
 
     mu0 = np.zeros((K, d))
-    for k, _, R in blocks(d, np.zeros((K, d))):
+    for k, _, _, R in blocks(d, np.zeros((K, d))):
         mu0[k] += R.sum(axis=0)
     mu0 /= np.diff(bounds)[:, None]
     nc1, fuzz = np.full(len(W), np.nan), np.full(len(W), np.nan)
@@ -470,8 +472,8 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         Wc = W[lo:lo + chunk]
         counts = np.stack([Wc[:, order[bounds[k]:bounds[k + 1]]].sum(axis=1) for k in range(K)], axis=1)  # (c, K)
         sums = np.zeros((len(Wc), K, d))  # pass 1: weighted sums of the residuals per class
-        for k, rows, R in blocks(d, mu0):
-            sums[:, k] += (Wc[:, rows[0]:rows[-1] + 1] if in_order else Wc[:, rows]) @ R
+        for k, _, sel, R in blocks(d, mu0):
+            sums[:, k] += Wc[:, sel] @ R
         with np.errstate(divide="ignore", invalid="ignore"):
             deltas = sums / counts[:, :, None]  # weighted class means minus mu0
         live, bases = [], []  # resamples where NC1 is defined, with (V, shifts of the means on V, eigenvalues)
@@ -496,7 +498,7 @@ def weighted_nc1_fuzziness(H, codes, n_classes: int, weights) -> tuple[np.ndarra
         shifts = np.hstack([s for _, s, _ in bases])  # (K, columns)
         Wl = np.ascontiguousarray(Wc[live])
         per_class = np.zeros((K, V_all.shape[1]))  # pass 2: w_i (v_j' (x_i - mu_k(w)))^2 summed per class
-        for k, rows, R in blocks(V_all.shape[1], mu0):
+        for k, rows, _, R in blocks(V_all.shape[1], mu0):
             _weighted_squares(R @ V_all, shifts[k], Wl, rows, starts, per_class[k])
         for j, (b, (_, _, lam)) in enumerate(zip(live, bases, strict=True)):
             S = per_class[:, starts[j]:starts[j + 1]]  # (K, r): v' S_k v of this resample's eigenvectors

@@ -418,7 +418,7 @@ class _ByClass:
 
 
 def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_classes: int, lv_graph,
-               n_boot: int, seed: int = 0, *, eigen: CovarianceEigen, by_class: _ByClass | None = None) -> dict:
+               n_boot: int, seed: int = 0, *, eigen: CovarianceEigen, by_class: _ByClass) -> dict:
     """``<column>_ci_low`` / ``_ci_high`` of every estimate in the layer's row: the percentile bootstrap over
     points, all columns from the same ``n_boot`` seeded multinomial resamples (multiplicities, never repeated rows).
 
@@ -481,8 +481,7 @@ def _intervals(H: np.ndarray, parts, df, summary: dict, codes: np.ndarray, n_cla
 
     multi = {("id_pca", "rankme", "participation_ratio", "stable_rank", "spectral_alpha"): spectra}
     if np.isfinite(summary.get("nc1", np.nan)):
-        grouped = by_class or _ByClass(H, codes)
-        multi["nc1", "separation_fuzziness"] = lambda W: np.column_stack(grouped.nc1_fuzziness(n_classes, W))
+        multi["nc1", "separation_fuzziness"] = lambda W: np.column_stack(by_class.nc1_fuzziness(n_classes, W))
     columns = list(stats) + [c for group in multi for c in group]
     reps = []
     with np.errstate(divide="ignore", invalid="ignore"):
