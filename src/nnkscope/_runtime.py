@@ -49,6 +49,51 @@ def thread_limit(n_jobs: int | None) -> Iterator[int]:
         numba.set_num_threads(old_numba)
 
 
+_CONTROLLER = None  # threadpoolctl's view of the loaded BLAS libraries, for split_products
+_POOLS: dict = {}  # thread count -> a ThreadPoolExecutor kept for the process (threads are cheap to keep idle)
+
+
+@contextlib.contextmanager
+def split_products() -> Iterator[None]:
+    """Make the body's BLAS calls single-threaded, for :func:`matmul_t` to spread products over threads itself.
+
+    Why: OpenBLAS's worker threads busy-wait for a while after each multi-threaded call, and the numba passes
+    that read a product straight after it (heap offers, re-ranking) then share the cores with them: on 2 cores
+    they ran 3-8x slower.  Products split over Python threads, each calling single-threaded BLAS, leave no
+    spinning workers behind and are as fast.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:  # built once: scanning the loaded libraries costs 0.5 ms, a limit from it 25 us
+        import numpy  # noqa: F401  (its BLAS is the one to limit)
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
+
+
+def matmul_t(A, B, threads: int | None = None):
+    """``A @ B.T`` with the rows of ``A`` split over ``threads`` threads (default: numba's current thread count,
+    which :func:`thread_limit` sets); call it inside :func:`split_products`.  Each row's values are those of a
+    single-threaded BLAS product of that row block."""
+    import numba
+    import numpy as np
+
+    n = numba.get_num_threads() if threads is None else threads
+    out = np.empty((A.shape[0], B.shape[0]), np.result_type(A.dtype, B.dtype))
+    step = -(-A.shape[0] // max(1, n))
+    if n <= 1 or A.shape[0] < 64:
+        np.matmul(A, B.T, out=out)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOLS.get(n) or _POOLS.setdefault(n, ThreadPoolExecutor(n, thread_name_prefix="nnkscope-matmul"))
+    for f in [pool.submit(np.matmul, A[lo:lo + step], B.T, out=out[lo:lo + step])
+              for lo in range(0, A.shape[0], step)]:
+        f.result()
+    return out
+
+
 def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "pts"):
     """A tqdm bar; ``progress=None`` shows it only when stderr is a terminal (so logs and CI stay clean)."""
     from tqdm.auto import tqdm

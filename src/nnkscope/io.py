@@ -617,6 +617,10 @@ class DiskParts:
     def read_array(self, stage: str, b: int) -> np.ndarray:
         return np.load(self._path(stage, b, ".npy"), mmap_mode="r")
 
+    def memo(self, key, make):
+        """``make()``: parts on disk may be read by tasks in other processes, so nothing is kept in memory."""
+        return make()
+
     def write_index(self, s: int, index) -> None:
         import faiss
 
@@ -664,6 +668,12 @@ class MemoryParts:
 
     def read_array(self, stage: str, b: int) -> np.ndarray:
         return self.store[(stage, b)]
+
+    def memo(self, key, make):
+        """``make()`` once per ``key`` for this run (kept under the stage ``"memo"`` until removed)."""
+        if ("memo", key) not in self.store:
+            self.store[("memo", key)] = make()
+        return self.store[("memo", key)]
 
     def write_index(self, s: int, index) -> None:
         self.store[("index", s)] = index

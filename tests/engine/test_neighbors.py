@@ -103,6 +103,37 @@ def test_ivf_recall_is_measured_and_grows_with_nprobe(metric):
     assert recalls[0] < recalls[1] < recalls[2] == 1.0  # all 64 cells probed: exhaustive
 
 
+@pytest.mark.parametrize("nprobe", [1, 3, 16])
+def test_ivf_windows_are_the_probed_cells_best(nprobe):
+    """The IVF windows, computed as one product per probed cell, are each query's best ``width`` points among the
+    members of its ``nprobe`` nearest cells (a float64 oracle of IndexIVFFlat's definition), and equal faiss's
+    own ``index.search`` wherever float32 rounding cannot reorder the window's boundary."""
+    from nnkscope.engine.neighbors import _ivf_search, _Space
+
+    X = clustered(2500, 16, seed=5)
+    space = _Space.build(X, "euclidean")
+    index = IVFSearch(nlist=24, nprobe=nprobe, train_size=2500).searcher(space)
+    Q, width = space.Xs[::7], 12
+    got_d, got_i = _ivf_search(index, space, Q, width)
+    cells = index.quantizer.search(space.Xs, 1)[1][:, 0]  # each database row's cell, as faiss assigned it
+    probes = index.quantizer.search(Q, nprobe)[1]
+    Xs64 = space.Xs.astype(np.float64)
+    for r, q in enumerate(Q.astype(np.float64)):
+        members = np.flatnonzero(np.isin(cells, probes[r]))
+        d2 = ((Xs64[members] - q) ** 2).sum(axis=1)
+        order = np.lexsort((members, d2))[:width]
+        n = order.size
+        assert (got_i[r, n:] == -1).all()  # probed cells with fewer points than the window: padded
+        blur = 1e-5 * (np.linalg.norm(q) + space.rmax) ** 2  # float32's error in |q|^2 + |x|^2 - 2 q.x, widely
+        gap = np.sort(d2)[n] - d2[order[-1]] if members.size > n else np.inf
+        if gap > blur:  # a boundary float32 cannot blur: the same window
+            assert set(got_i[r, :n]) == set(members[order])
+        np.testing.assert_allclose(np.sort(got_d[r, :n]), np.sort(d2[order]), rtol=0, atol=blur)
+    ref_d, ref_i = index.search(Q, width)
+    same = [set(a[a >= 0]) == set(b[b >= 0]) for a, b in zip(got_i, ref_i, strict=True)]
+    assert np.mean(same) > 0.99
+
+
 def test_ivf_rows_whose_cells_run_out_fall_back_to_exact():
     # 10 tight clusters of 40 points, one cell each: a query probing its own cell finds 39 others, fewer than k=45
     r = np.random.default_rng(0)
