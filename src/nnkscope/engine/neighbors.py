@@ -464,12 +464,13 @@ def _ivf_search(index, space: _Space, Q: np.ndarray, width: int) -> tuple[np.nda
     order = np.argsort(cells, kind="stable")
     cells, queries = cells[order], pairs[order] // probes.shape[1]
     starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]]) if cells.size else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], cells.size] if cells.size else starts
     sq_q = _row_sq_norms(Q)
     hd = np.full((B, w), np.inf)
     hi = np.full((B, w), _NO_INDEX, np.int64)
     lists = index.invlists
     with split_products():
-        for a, b in zip(starts, np.r_[starts[1:], cells.size], strict=True):
+        for a, b in zip(starts, ends, strict=True):
             c = int(cells[a])
             n = lists.list_size(c)
             if n == 0:
