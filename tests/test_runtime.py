@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from nnkscope._runtime import matmul_t, split_products
+from nnkscope._runtime import matmul_t, run_split, split_products
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -18,11 +18,26 @@ def test_split_product_equals_each_row_blocks_product(threads, rows):
         ref = A.astype(np.float64) @ B.T.astype(np.float64)
     assert got.dtype == np.float32 and got.shape == (rows, 45)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-    step = -(-rows // threads)  # each block is a plain (single-threaded) BLAS product of its rows
+    step = max(-(-rows // threads), 64)  # ranges of at least 64 rows, each one plain single-threaded product
     with split_products():
-        for lo in range(0, rows, step) if rows >= 64 and threads > 1 else [0]:
-            hi = rows if rows < 64 or threads == 1 else lo + step
-            np.testing.assert_array_equal(got[lo:hi], A[lo:hi] @ B.T)
+        for lo in range(0, rows, step):
+            np.testing.assert_array_equal(got[lo:lo + step], A[lo:lo + step] @ B.T)
+
+
+def test_run_split_covers_every_row_once_and_reraises():
+    seen = np.zeros(1000, int)
+
+    def mark(lo, hi):
+        seen[lo:hi] += 1
+
+    run_split(mark, 1000, 3)
+    assert (seen == 1).all()
+
+    def fail(lo, hi):
+        raise ValueError(f"rows {lo}:{hi}")
+
+    with pytest.raises(ValueError, match="rows"):
+        run_split(fail, 1000, 2)
 
 
 def test_split_products_limits_blas_and_restores_it():

@@ -72,25 +72,31 @@ def split_products() -> Iterator[None]:
         yield
 
 
-def matmul_t(A, B, threads: int | None = None):
-    """``A @ B.T`` with the rows of ``A`` split over ``threads`` threads (default: numba's current thread count,
-    which :func:`thread_limit` sets); call it inside :func:`split_products`.  Each row's values are those of a
-    single-threaded BLAS product of that row block."""
+def run_split(fn, n: int, threads: int | None = None, min_rows: int = 64) -> None:
+    """``fn(lo, hi)`` over ``threads`` contiguous ranges of ``0 .. n`` at once (default: numba's current thread
+    count, which :func:`thread_limit` sets), on a pool kept for the process; errors are re-raised.  Fewer than
+    ``min_rows`` rows per range, or one thread: a single call here."""
     import numba
-    import numpy as np
 
-    n = numba.get_num_threads() if threads is None else threads
-    out = np.empty((A.shape[0], B.shape[0]), np.result_type(A.dtype, B.dtype))
-    step = -(-A.shape[0] // max(1, n))
-    if n <= 1 or A.shape[0] < 64:
-        np.matmul(A, B.T, out=out)
-        return out
+    t = numba.get_num_threads() if threads is None else threads
+    step = max(-(-n // max(1, t)), min_rows)
+    if t <= 1 or step >= n:
+        fn(0, n)
+        return
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = _POOLS.get(n) or _POOLS.setdefault(n, ThreadPoolExecutor(n, thread_name_prefix="nnkscope-matmul"))
-    for f in [pool.submit(np.matmul, A[lo:lo + step], B.T, out=out[lo:lo + step])
-              for lo in range(0, A.shape[0], step)]:
+    pool = _POOLS.get(t) or _POOLS.setdefault(t, ThreadPoolExecutor(t, thread_name_prefix="nnkscope"))
+    for f in [pool.submit(fn, lo, min(n, lo + step)) for lo in range(0, n, step)]:
         f.result()
+
+
+def matmul_t(A, B, threads: int | None = None):
+    """``A @ B.T`` with the rows of ``A`` split over threads (:func:`run_split`); call it inside
+    :func:`split_products`, so each row block is one single-threaded BLAS product."""
+    import numpy as np
+
+    out = np.empty((A.shape[0], B.shape[0]), np.result_type(A.dtype, B.dtype))
+    run_split(lambda lo, hi: np.matmul(A[lo:hi], B.T, out=out[lo:hi]), A.shape[0], threads)
     return out
 
 
