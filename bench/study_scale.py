@@ -14,6 +14,7 @@ the peak RSS of the process.
     python bench/study_scale.py --old /tmp/base/src     # before vs after
     python bench/study_scale.py --workers --n 20000 --d 256 --layers 4   # part C: 1 vs 2 Dask workers
     python bench/study_scale.py --one study --search ivf  # part B alone, IVF search (recall in the layer table)
+    python bench/study_scale.py --one study --search ivf --nprobe 8   # probing 8 of the 256 cells
 
 Part C measures the same layers as tasks on a Dask LocalCluster of 1 and of 2 single-threaded workers (and in
 this process with every CPU), and checks that the three ``layers`` tables agree to a relative 1e-12.
@@ -79,7 +80,7 @@ def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
             "loo_error_nnk": float(out["layer"]["loo_error_nnk"])}
 
 
-def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact") -> dict:
+def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact", nprobe: int = 16) -> dict:
     """Part B: a saved-features study over ``n_layers`` .npy files, loaded one at a time, with the exact search
     or an approximate one (``"ivf"`` / ``"hnsw"``: the study's recall column is reported)."""
     import numpy as np
@@ -90,8 +91,8 @@ def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact") ->
     from nnkscope.studies.layerwise import measure_layers
 
     # IVF with 256 cells (k-means training is nlist x N x d per iteration: 1,024 cells would cost more than the
-    # exact search here) probing 16 of them; HNSW with the defaults
-    knn = IVFSearch(nlist=256, nprobe=16) if search == "ivf" else search
+    # exact search here), trained on 16,384 rows (64 per cell) and probing --nprobe of them; HNSW with the defaults
+    knn = IVFSearch(nlist=256, nprobe=nprobe, train_size=16384) if search == "ivf" else search
     settings = GraphSettings(k=k, kernel="cosine", duplicates="keep", knn=knn)  # the study's own default
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +109,9 @@ def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact") ->
         measure_layers(feats, y, RunStore(f"{tmp}/run"), settings=settings)
         wall = time.perf_counter() - t0
         recall = RunStore(f"{tmp}/run", create=False).read("layers")["knn_recall"]
-    return {"N": n, "d": d, "k": k, "layers": n_layers, "search": search, "wall_s": wall,
+    return {"N": n, "d": d, "k": k, "layers": n_layers, "search": search + (f" (256 cells, {nprobe} probed)"
+                                                                                if search == "ivf" else ""),
+            "wall_s": wall,
             "per_layer_s": wall / n_layers, "min_recall": float(recall.min()) if recall.notna().any() else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": rss0}
 
@@ -156,7 +159,7 @@ def _sub(src: str | None, mode: str, args) -> dict:
     if src:
         env["PYTHONPATH"] = src
     cmd = [sys.executable, __file__, "--one", mode, "--n", str(args.n), "--d", str(args.d), "--k", str(args.k),
-           "--repeats", "1", "--layers", str(args.layers), "--search", args.search]
+           "--repeats", "1", "--layers", str(args.layers), "--search", args.search, "--nprobe", str(args.nprobe)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -175,6 +178,7 @@ def main() -> None:
     ap.add_argument("--workers", action="store_true", help="part C only: 1 vs 2 Dask workers (--n, --d, --layers)")
     ap.add_argument("--search", default="exact", choices=["exact", "ivf", "hnsw"],
                     help="part B's neighbour search (default exact; ivf/hnsw report the layers' smallest recall)")
+    ap.add_argument("--nprobe", type=int, default=16, help="cells probed by --search ivf (of 256)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one == "layer":
@@ -188,7 +192,7 @@ def main() -> None:
               f"{t['1 worker'] / t['2 workers']:.2f}x; tables equal to 1e-12: {r['identical']}")
         return
     if args.one == "study":
-        print(json.dumps(many_layers(args.n, args.d, args.k, args.layers, args.search)))
+        print(json.dumps(many_layers(args.n, args.d, args.k, args.layers, args.search, args.nprobe)))
         return
     print(f"part A: one layer {args.n} x {args.d}, k={args.k}, cosine; {args.repeats} interleaved repeat(s)")
     rows = {"new": [], "old": []}
