@@ -17,9 +17,10 @@ Exact search (default) of a set among its own rows (every graph) proposes the fl
 self-join (:func:`_self_join`: each pair's inner product computed once, half of faiss's brute-force arithmetic);
 queries that are not the database's own rows, and windows that must widen, use faiss's brute-force ``knn``.
 Either way the windows are exact in their own float32 arithmetic, so the same certificate applies.  The
-approximate path builds a faiss HNSW (or IVF) index
-with exposed ``M`` / ``ef_construction`` / ``ef_search`` and reports recall@k on a seeded random sample of queries
-against exact search; its windows are widened where the k-th distance ties the window's last one.
+approximate path builds a faiss HNSW (or IVF) index (IVF windows computed as one product per probed cell,
+:func:`_ivf_search`) with exposed ``M`` / ``ef_construction`` / ``ef_search`` and reports recall@k on a seeded
+random sample of queries against exact search; its windows are widened where the k-th distance ties the
+window's last one.
 """
 
 from __future__ import annotations
@@ -464,9 +465,9 @@ def _ivf_search(index, space: _Space, Q: np.ndarray, width: int) -> tuple[np.nda
     faiss scans each query's cells one vector at a time; here the query rows are split over threads, and in each
     part the (query, probed cell) pairs are grouped by cell, so that a cell's rows meet all its queries in one
     single-threaded float32 product ``Q[queries] @ Xs[cell].T``, offered to per-query heaps on (squared distance,
-    index): the same probes and cells, 50,000 x 768 with 256 cells and 8 probes in 3 s instead of faiss's 17 s on
-    2 cores.  A window may differ from faiss's only where float32 rounding reorders near-ties at its end; the
-    candidates are re-ranked in float64 either way.
+    index): the same probes and cells; 16,384 of 50,000 x 768 rows with 16 of 256 cells probed took 1.8 s against
+    faiss's 8.2 s on 2 cores.  A window may differ from faiss's only where float32 rounding reorders near-ties at
+    its end; the candidates are re-ranked in float64 either way.
     """
     import faiss
 
