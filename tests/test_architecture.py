@@ -143,3 +143,13 @@ def test_moved_module_is_the_same_object():
     import nnkscope.engine.kernels
 
     assert nnkscope.kernels is nnkscope.engine.kernels
+
+
+def test_old_import_path_keeps_the_module_spec():
+    """Importing by the old name must not rename the module's spec (its relative imports would warn)."""
+    import nnkscope.engine.solvers as new
+    import nnkscope.solvers as old
+
+    assert old is new
+    assert new.__spec__.name == "nnkscope.engine.solvers"
+    assert new.__spec__.parent == new.__package__

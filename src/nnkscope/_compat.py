@@ -59,6 +59,9 @@ class _Alias(importlib.abc.Loader):
     def create_module(self, spec):
         mods = [importlib.import_module(f"nnkscope.{t}") for t in self.targets]
         if len(mods) == 1:
+            # the import system overwrites the returned module's __spec__ with the old name's spec; keep its own,
+            # else its relative imports warn (__package__ != __spec__.parent) and introspection sees the old name
+            self._own_spec = mods[0].__spec__
             return mods[0]
         view = types.ModuleType(spec.name, f"Old import path; its names now live in {', '.join(self.targets)}.")
         names: dict = {}
@@ -69,7 +72,9 @@ class _Alias(importlib.abc.Loader):
         return view
 
     def exec_module(self, module):
-        pass
+        own = getattr(self, "_own_spec", None)
+        if own is not None:
+            module.__spec__ = own
 
 
 class _Finder(importlib.abc.MetaPathFinder):
