@@ -147,8 +147,9 @@ def test_moved_module_is_the_same_object():
 
 def test_old_import_path_keeps_the_module_spec():
     """Importing by the old name must not rename the module's spec (its relative imports would warn)."""
-    import nnkscope.engine.solvers as new
     import nnkscope.solvers as old
+
+    import nnkscope.engine.solvers as new
 
     assert old is new
     assert new.__spec__.name == "nnkscope.engine.solvers"
