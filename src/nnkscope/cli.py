@@ -502,7 +502,9 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--local-cluster", type=int, metavar="N",
-                       help="measure the layers as tasks on a Dask LocalCluster of N workers (layerwise, training)")
+                       help="run the study's units (layers, models, seeds, widths, ...) as tasks on a Dask "
+                            "LocalCluster of N workers; same tables as in-process (not compare, compare-features, "
+                            "ssl)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")

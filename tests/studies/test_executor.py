@@ -1,14 +1,20 @@
 """A study's units as tasks: a 2-worker Dask cluster writes the same tables as the in-process run."""
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("distributed")
 
+from nnkscope.errors import TooFewPointsError  # noqa: E402
 from nnkscope.executor import local_cluster  # noqa: E402
 from nnkscope.store import RunStore  # noqa: E402
 from nnkscope.studies.layerwise import measure_layers  # noqa: E402
+from nnkscope.studies.registry import KINDS, resolve_config, run_study  # noqa: E402
+
+from .test_kinds import CONFIGS, _config  # noqa: E402
 
 
 def test_layers_on_a_local_cluster_equal_the_in_process_run(tmp_path):
@@ -26,3 +32,43 @@ def test_layers_on_a_local_cluster_equal_the_in_process_run(tmp_path):
         b = dist.read(table).sort_values(["layer"] if "layer" in dist.read(table) else ["model"])
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     assert not (tmp_path / "dask" / ".features").exists()  # the spilled layers are removed
+
+
+UNIT_KINDS = [kind for kind, study in KINDS.items()
+              if "executor" in inspect.signature(study.run).parameters and kind not in ("layerwise", "training")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_cluster(2, threads_per_worker=1) as client:
+        yield client
+
+
+def _sorted(t: pd.DataFrame) -> pd.DataFrame:
+    return t.sort_values(list(t.columns), kind="stable").reset_index(drop=True)
+
+
+def test_every_study_with_units_takes_an_executor():
+    """Every kind but those whose units share in-process state (pairs of graphs, the SSL grid) runs on one."""
+    assert set(KINDS) - set(UNIT_KINDS) == {"layerwise", "training", "compare", "compare-features", "ssl"}
+
+
+@pytest.mark.parametrize("kind", UNIT_KINDS)
+def test_study_units_on_a_local_cluster_equal_the_in_process_run(tmp_path, cluster, kind):
+    cfg = resolve_config(kind, _config(kind, tmp_path))
+    inline, table = run_study(kind, cfg, tmp_path / "inline")
+    dist, dist_table = run_study(kind, cfg, tmp_path / "dask", executor=cluster)
+    pd.testing.assert_frame_equal(_sorted(table), _sorted(dist_table))
+    written = [t for t in KINDS[kind].tables if t in inline.tables()]
+    assert written and set(dist.tables()) == set(inline.tables())
+    for name in inline.tables():
+        pd.testing.assert_frame_equal(_sorted(inline.read(name)), _sorted(dist.read(name)))
+
+
+def test_a_failing_unit_names_itself(tmp_path, cluster):
+    """A unit's error reaches the caller as the same nnkscope error, naming the unit, from a worker as in-process."""
+    cfg = resolve_config("width-sweep", dict(CONFIGS["width-sweep"], data={"name": "digits", "n_train": 6,
+                                                                           "n_test": 20}))
+    for executor in (None, cluster):
+        with pytest.raises(TooFewPointsError, match=r"^unit width=(8|32): k=8 needs at least 9 points"):
+            run_study("width-sweep", cfg, tmp_path / str(executor is None), executor=executor)

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS", "eval_subset", "error_rate"]
+__all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS", "eval_subset", "error_rate",
+           "run_units"]
 
 from .base import MODEL_KINDS  # noqa: E402
 
@@ -98,3 +99,69 @@ def error_rate(model, X, y) -> float:
     from ..nn.models import predict
 
     return float((predict(model, X) != y).mean())
+
+
+def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=None, progress=None,
+              desc: str = "units") -> list:
+    """Run one study's units: ``unit(cfg, store, shared, **keys)`` for every ``keys`` dict of ``todo``, where
+    ``shared = prepare(cfg)`` is what the units read in common (the dataset, say); returns their results in order.
+
+    ``executor`` None: one after another in this process, ``prepare`` called once, every CPU for each unit.  A
+    ``concurrent.futures`` pool or a Dask client: each unit is a task (the same executor abstraction as the blocked
+    graph pipeline), on one thread; every worker process calls ``prepare`` once and keeps its value for the next
+    units of the same config, and must reach the run folder, where each unit writes its own atomic parts, so
+    a study stopped anywhere resumes with the units not yet written.  ``unit`` and ``prepare`` are module-level
+    functions (tasks are pickled) and must not modify ``shared``; a unit's ``NNKScopeError`` names its keys.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from nnkscope.store import RunStore
+    >>> store = RunStore(tempfile.mkdtemp() + "/run")
+    >>> run_units(_doc_unit, _doc_prepare, {"base": 10}, store, [{"i": 1}, {"i": 2}])
+    [11, 12]
+    """
+    from ..engine.pipeline import run_tasks
+    from ..executor import as_executor, is_inline
+
+    if not todo:
+        return []
+    if is_inline(executor):
+        shared = prepare(cfg)
+        return [_unit_task(unit, None, cfg, store, keys, None, shared) for keys in todo]
+    jobs = [(unit, prepare, cfg, str(store.root), keys, 1) for keys in todo]
+    return run_tasks(as_executor(executor), _unit_task, jobs, desc, progress)
+
+
+_PREPARED: dict = {}  # in a worker process: the last config's shared value (one study's units in a row)
+
+
+def _unit_task(unit, prepare, cfg: dict, store, keys: dict, threads, shared=None):
+    """One unit, with faiss/numba/BLAS limited to ``threads``; on a worker, ``store`` is the run folder's path."""
+    import json
+
+    from .._runtime import thread_limit
+    from ..errors import NNKScopeError
+    from ..store import RunStore
+
+    if prepare is not None:
+        key = (prepare.__module__, prepare.__qualname__, json.dumps(cfg, sort_keys=True, default=str))
+        if key not in _PREPARED:
+            _PREPARED.clear()
+            _PREPARED[key] = prepare(cfg)
+        shared = _PREPARED[key]
+        store = RunStore(store, create=False)
+    try:
+        with thread_limit(threads):
+            return unit(cfg, store, shared, **keys)
+    except NNKScopeError as exc:  # name the unit: a study runs many
+        where = ", ".join(f"{k}={v!r}" for k, v in keys.items())
+        raise type(exc)(f"unit {where}: {exc}") from exc
+
+
+def _doc_prepare(cfg: dict) -> int:
+    return cfg["base"]
+
+
+def _doc_unit(cfg: dict, store, shared: int, i: int) -> int:
+    return shared + i

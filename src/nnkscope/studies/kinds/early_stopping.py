@@ -7,24 +7,22 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
-from ..common import build_model, error_rate, layer_features, load_data, train
+from ..common import build_model, error_rate, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, fmt, lines, long, section
 
 
-def run_early_stopping(cfg: dict, store: RunStore, progress=None):
+def run_early_stopping(cfg: dict, store: RunStore, progress=None, executor=None):
     """``method: deepnnk`` -- DeepNNK LOO of ``layer`` at each checkpoint for every arm (``model``: as configured,
     ``regularised``: dropout 0.3 + weight decay 1e-4), with model and NNK-classifier test errors.
     ``method: cw-deepnnk`` -- arms ``cw`` (channel-wise freezing on all training data), ``validation`` (hold out
     ``validation_fraction``, stop after ``patience`` epochs without validation improvement, restore the best) and
-    ``fixed`` (``train.epochs`` epochs)."""
-    runner = {"deepnnk": _deepnnk_arms, "cw-deepnnk": _cw_arms}.get(cfg["method"])
-    if runner is None:
+    ``fixed`` (``train.epochs`` epochs).  Each (seed, arm) is a unit (:func:`~nnkscope.studies.common.run_units`),
+    on ``executor``'s workers when one is given."""
+    if cfg["method"] not in _RUNNERS:
         raise InvalidParameterError(f"method must be 'deepnnk' or 'cw-deepnnk'; got {cfg['method']!r}")
-    data = load_data(cfg["data"])
-    for seed in cfg["seeds"]:
-        for arm in cfg["arms"]:
-            if not store.has("early_stopping", seed=int(seed), arm=arm):
-                runner(cfg, data, seed, arm, store)
+    todo = [{"seed": int(seed), "arm": arm} for seed in cfg["seeds"] for arm in cfg["arms"]]
+    todo = [keys for keys in todo if not store.has("early_stopping", **keys)]
+    run_units(_arm_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="arms")
     return store.read("early_stopping")
 
 
@@ -120,6 +118,17 @@ GLOSSARY = {
     "n_frozen": Term("channels frozen before the end of training", "integer"),
     "channel": Term("channel of the channel-wise ConvNet"),
 }
+
+
+_RUNNERS = {"deepnnk": _deepnnk_arms, "cw-deepnnk": _cw_arms}
+
+
+def _data(cfg: dict):
+    return load_data(cfg["data"])
+
+
+def _arm_unit(cfg: dict, store: RunStore, data, seed: int, arm: str) -> None:
+    _RUNNERS[cfg["method"]](cfg, data, seed, arm, store)
 
 
 def _check_epoch(sub, col) -> float:

@@ -6,47 +6,58 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
-from ..common import build_model, layer_features, load_data, train
+from ..common import build_model, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, density, fmt, lines, long, section
 
 
-def run_invariance(cfg: dict, store: RunStore, progress=None):
-    """Rotation invariance: diameters of each evaluation image among its rotations, with / without augmentation."""
+def run_invariance(cfg: dict, store: RunStore, progress=None, executor=None):
+    """Rotation invariance: diameters of each evaluation image among its rotations, with / without augmentation.
+    Each (augment, seed) model is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers
+    when one is given."""
+    todo = [{"augment": bool(a), "seed": int(s)} for a in cfg["augment"] for s in cfg["seeds"]]
+    todo = [keys for keys in todo if not store.has("invariance", **keys)]
+    run_units(_invariance_unit, _rotated, cfg, store, todo, executor=executor, progress=progress, desc="models")
+    t = store.read("invariance")
+    return t.groupby(["augment", "seed"], as_index=False).agg(
+        mean_diameter=("diameter", "mean"), mean_nnk_degree=("nnk_degree", "mean"),
+        accuracy_upright=("accuracy_upright", "first"), accuracy_rot90=("accuracy_rot90", "first"))
+
+
+def _rotated(cfg: dict) -> dict:
+    """What every unit reads: the data, the evaluation images at every angle, the test images at 90 degrees."""
+    from ...nn.datasets import rotate_images
+
+    data = load_data(cfg["data"])
+    side = data.shape[0]
+    angles = list(range(0, 360, cfg["angle_step"]))
+    n_eval = min(cfg["n_eval"], len(data.X_test))
+    return {"data": data, "side": side, "angles": angles, "n_eval": n_eval,
+            "rot_eval": rotate_images(data.X_test[:n_eval], side, angles),  # (n, A, pixels)
+            "rot90": rotate_images(data.X_test, side, [90])[:, 0]}
+
+
+def _invariance_unit(cfg: dict, store: RunStore, shared: dict, augment: bool, seed: int) -> None:
     import pandas as pd
 
     from ...nn.datasets import rotate_images
     from ...nn.models import predict
     from ..invariance import augmentation_diameters
 
-    data = load_data(cfg["data"])
-    side = data.shape[0]
-    angles = list(range(0, 360, cfg["angle_step"]))
-    n_eval = min(cfg["n_eval"], len(data.X_test))
-    rot_eval = rotate_images(data.X_test[:n_eval], side, angles)  # (n, A, pixels)
-    rot90 = rotate_images(data.X_test, side, [90])[:, 0]
-    for augment in cfg["augment"]:
-        for seed in cfg["seeds"]:
-            keys = {"augment": bool(augment), "seed": int(seed)}
-            if store.has("invariance", **keys):
-                continue
-            hooks = {}
-            if augment:  # each draw of a training image: a fresh seeded random angle of the grid (0 included)
-                r = np.random.default_rng(seed)
-                grid = rotate_images(data.X_train, side, angles)
-                hooks["inputs"] = lambda idx, grid=grid, r=r: grid[idx, r.integers(len(angles), size=len(idx))]
-            model = build_model(cfg["model"], data, seed)
-            train(model, data.X_train, data.y_train, cfg["train"], seed, **hooks)
-            F = layer_features(model, rot_eval.reshape(-1, side * side), cfg["layer"]).reshape(n_eval, len(angles),
-                                                                                              -1)
-            diam, deg = augmentation_diameters(F[:, 0], F[:, 1:])
-            df = pd.DataFrame({"sample": np.arange(n_eval), "diameter": diam, "nnk_degree": deg})
-            df["accuracy_upright"] = float((predict(model, data.X_test) == data.y_test).mean())
-            df["accuracy_rot90"] = float((predict(model, rot90) == data.y_test).mean())
-            store.write("invariance", df, **keys)
-    t = store.read("invariance")
-    return t.groupby(["augment", "seed"], as_index=False).agg(
-        mean_diameter=("diameter", "mean"), mean_nnk_degree=("nnk_degree", "mean"),
-        accuracy_upright=("accuracy_upright", "first"), accuracy_rot90=("accuracy_rot90", "first"))
+    data, side, angles, n_eval = shared["data"], shared["side"], shared["angles"], shared["n_eval"]
+    hooks = {}
+    if augment:  # each draw of a training image: a fresh seeded random angle of the grid (0 included)
+        r = np.random.default_rng(seed)
+        grid = rotate_images(data.X_train, side, angles)
+        hooks["inputs"] = lambda idx: grid[idx, r.integers(len(angles), size=len(idx))]
+    model = build_model(cfg["model"], data, seed)
+    train(model, data.X_train, data.y_train, cfg["train"], seed, **hooks)
+    F = layer_features(model, shared["rot_eval"].reshape(-1, side * side), cfg["layer"]).reshape(n_eval, len(angles),
+                                                                                                -1)
+    diam, deg = augmentation_diameters(F[:, 0], F[:, 1:])
+    df = pd.DataFrame({"sample": np.arange(n_eval), "diameter": diam, "nnk_degree": deg})
+    df["accuracy_upright"] = float((predict(model, data.X_test) == data.y_test).mean())
+    df["accuracy_rot90"] = float((predict(model, shared["rot90"]) == data.y_test).mean())
+    store.write("invariance", df, augment=augment, seed=seed)
 
 
 CHANGE = 0.1  # a relative change of the mean diameter at least this counts as augmentation making a difference

@@ -6,31 +6,44 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, StudyKind, choice, each, integer, number
-from ..common import load_data
+from ..common import load_data, run_units
 from ..figures import Figure, Term, fmt, lines, section
 
 
-def run_label_propagation(cfg: dict, store: RunStore, progress=None):
+def run_label_propagation(cfg: dict, store: RunStore, progress=None, executor=None):
     """For every K: one graph of each kind on the whole dataset (train and test parts together: propagation is
     transductive), then harmonic propagation from each of ``n_splits`` seeded stratified labelled subsets of
-    ``label_fraction``; the error on the unlabelled nodes."""
-    import pandas as pd
+    ``label_fraction``; the error on the unlabelled nodes.  Each K is a unit (its graphs share one neighbour
+    search; :func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers when one is given."""
+    todo = []
+    for k in cfg["ks"]:
+        graphs = [g for g in cfg["graphs"] if not store.has("label_propagation", graph=g, k=int(k))]
+        if graphs:
+            todo.append({"k": int(k), "graphs": graphs})
+    run_units(_k_unit, _points, cfg, store, todo, executor=executor, progress=progress, desc="K")
+    return _table(store)
 
-    from ..propagation import labelled_split, propagation_error, propagation_graphs
+
+def _points(cfg: dict) -> tuple:
+    """What every unit reads: all points (train and test parts), their labels, the labelled subsets."""
+    from ..propagation import labelled_split
 
     data = load_data(cfg["data"])
     X = np.concatenate([data.X_train, data.X_test]).astype(np.float64)
     y = np.concatenate([data.y_train, data.y_test])
-    splits = [labelled_split(y, cfg["label_fraction"], cfg["seed"] + s) for s in range(cfg["n_splits"])]
-    for k in cfg["ks"]:
-        todo = [g for g in cfg["graphs"] if not store.has("label_propagation", graph=g, k=int(k))]
-        if not todo:
-            continue
-        for g, (A, edges) in propagation_graphs(X, int(k), todo, kernel=cfg["kernel"]).items():
-            rows = [{"split": s, **propagation_error(A, y, m), "edges": edges // 2, "n_nodes": len(y),
-                     "n_labelled": int(m.sum())} for s, m in enumerate(splits)]
-            store.write("label_propagation", pd.DataFrame(rows), graph=g, k=int(k))
-    return _table(store)
+    return X, y, [labelled_split(y, cfg["label_fraction"], cfg["seed"] + s) for s in range(cfg["n_splits"])]
+
+
+def _k_unit(cfg: dict, store: RunStore, shared: tuple, k: int, graphs: list) -> None:
+    import pandas as pd
+
+    from ..propagation import propagation_error, propagation_graphs
+
+    X, y, splits = shared
+    for g, (A, edges) in propagation_graphs(X, k, graphs, kernel=cfg["kernel"]).items():
+        rows = [{"split": s, **propagation_error(A, y, m), "edges": edges // 2, "n_nodes": len(y),
+                 "n_labelled": int(m.sum())} for s, m in enumerate(splits)]
+        store.write("label_propagation", pd.DataFrame(rows), graph=g, k=k)
 
 
 def _table(store: RunStore):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
-from ..common import build_model, load_data, train
+from ..common import build_model, load_data, run_units, train
 from ..figures import Figure, Term, fmt, fmt_rho, lines, section, spearman
 
 # the channel layers of each model kind: "channels" is ChannelConvNet's separable last layer
@@ -59,41 +59,46 @@ def _pruned_accuracy(model, X, y, layer: str, channel: int) -> float:
         handle.remove()
 
 
-def run_redundancy(cfg: dict, store: RunStore, progress=None):
+def run_redundancy(cfg: dict, store: RunStore, progress=None, executor=None):
     """For every dropout rate and seed: train, then per layer the channel-wise NNK overlap / redundancy of
     ``n_eval`` training points against the permutation baseline, and the test-accuracy drop of pruning each channel
-    alone (with its overlap with the other channels and its mean absolute activation, a common pruning heuristic)."""
+    alone (with its overlap with the other channels and its mean absolute activation, a common pruning heuristic).
+    Each (dropout, seed) model is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers
+    when one is given."""
+    todo = [{"dropout": float(p), "seed": int(seed)} for p in cfg["dropouts"] for seed in cfg["seeds"]]
+    todo = [keys for keys in todo if not store.has("redundancy", **keys)]
+    run_units(_redundancy_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="models")
+    return _table(store)
+
+
+def _data(cfg: dict):
+    return load_data(cfg["data"])
+
+
+def _redundancy_unit(cfg: dict, store: RunStore, data, dropout: float, seed: int) -> None:
     import pandas as pd
 
     from ...nn.models import predict
     from ..redundancy import layer_redundancy
 
-    data = load_data(cfg["data"])
-    kind = cfg["model"]["kind"]
-    layers = cfg["layers"] or LAYERS[kind]
+    layers = cfg["layers"] or LAYERS[cfg["model"]["kind"]]
     Xe = data.X_train[: cfg["n_eval"]]
-    for p in cfg["dropouts"]:
-        for seed in cfg["seeds"]:
-            keys = {"dropout": float(p), "seed": int(seed)}
-            if store.has("redundancy", **keys):
-                continue
-            model = build_model(cfg["model"], data, seed)
-            _add_dropout(model, float(p))
-            train(model, data.X_train, data.y_train, cfg["train"], seed)
-            acc = float((predict(model, data.X_test) == data.y_test).mean())
-            rows, prune = [], []
-            for li, layer in enumerate(layers):
-                maps = _channel_maps(model, Xe, layer)
-                r = layer_redundancy(maps, cfg["k"], seed=int(seed))
-                per = r.pop("channel_overlap")
-                rows.append({"layer": layer, "layer_index": li, **r, "test_accuracy": acc})
-                for c in range(len(maps)):
-                    prune.append({"layer": layer, "channel": c, "overlap": float(per[c]),
-                                  "mean_abs_activation": float(np.abs(maps[c]).mean()),
-                                  "accuracy_drop": acc - _pruned_accuracy(model, data.X_test, data.y_test, layer, c)})
-            store.write("channel_pruning", pd.DataFrame(prune), **keys)
-            store.write("redundancy", pd.DataFrame(rows), **keys)  # last: its presence marks the unit done
-    return _table(store)
+    model = build_model(cfg["model"], data, seed)
+    _add_dropout(model, dropout)
+    train(model, data.X_train, data.y_train, cfg["train"], seed)
+    acc = float((predict(model, data.X_test) == data.y_test).mean())
+    rows, prune = [], []
+    for li, layer in enumerate(layers):
+        maps = _channel_maps(model, Xe, layer)
+        r = layer_redundancy(maps, cfg["k"], seed=seed)
+        per = r.pop("channel_overlap")
+        rows.append({"layer": layer, "layer_index": li, **r, "test_accuracy": acc})
+        for c in range(len(maps)):
+            prune.append({"layer": layer, "channel": c, "overlap": float(per[c]),
+                          "mean_abs_activation": float(np.abs(maps[c]).mean()),
+                          "accuracy_drop": acc - _pruned_accuracy(model, data.X_test, data.y_test, layer, c)})
+    store.write("channel_pruning", pd.DataFrame(prune), dropout=dropout, seed=seed)
+    store.write("redundancy", pd.DataFrame(rows), dropout=dropout, seed=seed)  # last: its presence marks it done
 
 
 def _table(store: RunStore):

@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import DATA, MODEL, PATH_KEYS, TRAIN, StudyKind, choice, integer, number
-from ..common import Data, build_model, layer_features, load_data, train
+from ..common import Data, build_model, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, fmt, lines, section
 
 
@@ -25,46 +25,63 @@ def _features(cfg: dict, data: Data, y_train: np.ndarray, seed: int, rows: np.nd
     return layer_features(model, Xtr, cfg["features"]), layer_features(model, data.X_test, cfg["features"])
 
 
-def run_reliability(cfg: dict, store: RunStore, progress=None):
+def run_reliability(cfg: dict, store: RunStore, progress=None, executor=None):
     """Label noise: for each seed, flip ``noise_fraction`` of the training labels, score every training point by
     NNK leave-one-out disagreement with its given label (baselines: kNN and weighted kNN votes on the same
     candidates), AUROC and precision against the flips.  OOD: for each held-out class set, fit on the training
-    points of the other classes and score the test points (held-out classes = positives)."""
-    import pandas as pd
-
-    from ...measures.reliability import auroc, flip_labels, label_noise_scores, ood_scores, precision_at_n
-
+    points of the other classes and score the test points (held-out classes = positives).  Each (seed) label-noise
+    run and each (held-out set, seed) OOD run is a unit (:func:`~nnkscope.studies.common.run_units`), on
+    ``executor``'s workers when one is given."""
     data = load_data(cfg["data"])
-    k, kernel = cfg["k"], cfg["kernel"]
     classes = set(np.unique(data.y_train).tolist())
     for held in cfg["held_out"]:  # before anything runs: every held-out class exists and some classes remain
         if not set(held) <= classes or not classes - set(held) or not np.isin(data.y_test, held).any():
             raise InvalidParameterError(f"reliability.held_out {held} must name classes of the data ({sorted(classes)}"
                                         "), present in its test part, and leave at least one class for training")
+    todo = []
     for seed in cfg["seeds"]:
         if not store.has("label_noise", seed=int(seed)):
-            y_noisy, flipped = flip_labels(data.y_train, cfg["noise_fraction"], seed)
-            F, _ = _features(cfg, data, y_noisy, seed)
-            s = label_noise_scores(F, y_noisy, k, kernel=kernel)
-            row = {"fraction": cfg["noise_fraction"], "n_train": len(F), "n_flipped": int(flipped.sum()), "k": k,
-                   "auroc": auroc(s["nnk"], flipped), "baseline_auroc": auroc(s["knn"], flipped),
-                   "wknn_auroc": auroc(s["wknn"], flipped), "precision": precision_at_n(s["nnk"], flipped),
-                   "baseline_precision": precision_at_n(s["knn"], flipped)}
-            store.write("label_noise", pd.DataFrame([row]), seed=int(seed))
-        for held in cfg["held_out"]:
-            name = ",".join(str(c) for c in held)
-            if store.has("ood", held_out=name, seed=int(seed)):
-                continue
-            rows = np.flatnonzero(~np.isin(data.y_train, held))
-            Ftr, Fte = _features(cfg, data, data.y_train[rows], seed, rows)
-            s = ood_scores(Ftr, Fte, k, kernel=kernel, n_atoms=cfg["n_atoms"], seed=int(seed))
-            out = np.isin(data.y_test, held)
-            row = {"n_train": len(rows), "n_in": int((~out).sum()), "n_out": int(out.sum()), "k": k,
-                   "auroc": auroc(s["score"], out), "baseline_auroc": auroc(s["knn_distance"], out),
-                   "auroc_interpolation_error": auroc(s["interpolation_error"], out),
-                   "auroc_nnk_means": auroc(s["nnk_means_error"], out)}
-            store.write("ood", pd.DataFrame([row]), held_out=name, seed=int(seed))
+            todo.append({"seed": int(seed)})
+        todo += [{"seed": int(seed), "held": list(held)} for held in cfg["held_out"]
+                 if not store.has("ood", held_out=_held_name(held), seed=int(seed))]
+    run_units(_reliability_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="runs")
     return _summary_table(store)
+
+
+def _held_name(held) -> str:
+    return ",".join(str(c) for c in held)
+
+
+def _data(cfg: dict):
+    return load_data(cfg["data"])
+
+
+def _reliability_unit(cfg: dict, store: RunStore, data: Data, seed: int, held: list | None = None) -> None:
+    """The label-noise run of ``seed``, or with ``held`` its OOD run with those classes held out."""
+    import pandas as pd
+
+    from ...measures.reliability import auroc, flip_labels, label_noise_scores, ood_scores, precision_at_n
+
+    k, kernel = cfg["k"], cfg["kernel"]
+    if held is None:
+        y_noisy, flipped = flip_labels(data.y_train, cfg["noise_fraction"], seed)
+        F, _ = _features(cfg, data, y_noisy, seed)
+        s = label_noise_scores(F, y_noisy, k, kernel=kernel)
+        row = {"fraction": cfg["noise_fraction"], "n_train": len(F), "n_flipped": int(flipped.sum()), "k": k,
+               "auroc": auroc(s["nnk"], flipped), "baseline_auroc": auroc(s["knn"], flipped),
+               "wknn_auroc": auroc(s["wknn"], flipped), "precision": precision_at_n(s["nnk"], flipped),
+               "baseline_precision": precision_at_n(s["knn"], flipped)}
+        store.write("label_noise", pd.DataFrame([row]), seed=seed)
+        return
+    rows = np.flatnonzero(~np.isin(data.y_train, held))
+    Ftr, Fte = _features(cfg, data, data.y_train[rows], seed, rows)
+    s = ood_scores(Ftr, Fte, k, kernel=kernel, n_atoms=cfg["n_atoms"], seed=seed)
+    out = np.isin(data.y_test, held)
+    row = {"n_train": len(rows), "n_in": int((~out).sum()), "n_out": int(out.sum()), "k": k,
+           "auroc": auroc(s["score"], out), "baseline_auroc": auroc(s["knn_distance"], out),
+           "auroc_interpolation_error": auroc(s["interpolation_error"], out),
+           "auroc_nnk_means": auroc(s["nnk_means_error"], out)}
+    store.write("ood", pd.DataFrame([row]), held_out=_held_name(held), seed=seed)
 
 
 def _summary_table(store: RunStore):

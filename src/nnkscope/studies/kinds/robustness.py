@@ -7,7 +7,7 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
-from ..common import build_model, layer_features, load_data, train
+from ..common import build_model, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, fmt, lines, section
 
 PERTURBATIONS = ("gaussian", "fgsm_linf", "fgsm_l2", "pgd_linf", "pgd_l2", "weights")
@@ -25,45 +25,61 @@ def _perturb_inputs(model, X, y, kind: str, strength: float, cfg: dict, seed: in
     return pgd(model, X, y, strength, norm=norm, steps=cfg["pgd_steps"], clip=clip)
 
 
-def run_robustness(cfg: dict, store: RunStore, progress=None):
+def run_robustness(cfg: dict, store: RunStore, progress=None, executor=None):
     """Train the model once (seeded); for every perturbation and strength, per layer: NNK geometry of the
     perturbed evaluation points against their clean versions (reference: training points), model accuracy; then
-    the detector: clean vs attacked evaluation points scored by NNK label disagreement and interpolation error."""
+    the detector: clean vs attacked evaluation points scored by NNK label disagreement and interpolation error.
+    Each (perturbation, strength) and the detector are units (:func:`~nnkscope.studies.common.run_units`), on
+    ``executor``'s workers when one is given: every worker trains the same seeded model once."""
+    todo = [{"perturbation": kind, "strength": float(strength)} for kind in cfg["perturb"]
+            for strength in cfg["perturbations"][kind]]
+    todo = [keys for keys in todo if not store.has("robustness", **keys)]
+    det = cfg["detector"]
+    if not store.has("adversarial_detector", attack=det["attack"], eps=float(det["eps"])):
+        todo.append({"perturbation": "detector"})
+    run_units(_robustness_unit, _trained, cfg, store, todo, executor=executor, progress=progress,
+              desc="perturbations")
+    return _table(store)
+
+
+def _trained(cfg: dict) -> dict:
+    """What every unit reads: the data's reference and evaluation points, the trained model, its clean features."""
+    data = load_data(cfg["data"])
+    model = build_model(cfg["model"], data, cfg["seed"])
+    train(model, data.X_train, data.y_train, cfg["train"], cfg["seed"])
+    Xr, yr = data.X_train[: cfg["n_reference"]], data.y_train[: cfg["n_reference"]]
+    Xe, ye = data.X_test[: cfg["n_eval"]], data.y_test[: cfg["n_eval"]]
+    return {"model": model, "Xr": Xr, "yr": yr, "Xe": Xe, "ye": ye,
+            "ref0": {L: layer_features(model, Xr, L) for L in cfg["layers"]},
+            "F0": {L: layer_features(model, Xe, L) for L in cfg["layers"]}}
+
+
+def _robustness_unit(cfg: dict, store: RunStore, shared: dict, perturbation: str, strength: float = 0.0) -> None:
     import pandas as pd
 
     from ...nn.attacks import perturb_weights
     from ...nn.models import predict
     from ..robustness import layer_robustness
 
-    data = load_data(cfg["data"])
-    seed, k, layers = cfg["seed"], cfg["k"], cfg["layers"]
     name = cfg["name"] or cfg["model"]["kind"]
-    model = build_model(cfg["model"], data, seed)
-    train(model, data.X_train, data.y_train, cfg["train"], seed)
-    Xr, yr = data.X_train[: cfg["n_reference"]], data.y_train[: cfg["n_reference"]]
-    Xe, ye = data.X_test[: cfg["n_eval"]], data.y_test[: cfg["n_eval"]]
-    ref0 = {L: layer_features(model, Xr, L) for L in layers}
-    F0 = {L: layer_features(model, Xe, L) for L in layers}
-    for kind in cfg["perturb"]:
-        for strength in cfg["perturbations"][kind]:
-            keys = {"perturbation": kind, "strength": float(strength)}
-            if store.has("robustness", **keys):
-                continue
-            if kind == "weights":
-                m = perturb_weights(model, strength, seed)
-                X1, ref1 = Xe, {L: layer_features(m, Xr, L) for L in layers}
-            else:
-                m = model
-                X1, ref1 = _perturb_inputs(model, Xe, ye, kind, strength, cfg, seed), ref0
-            acc = float((predict(m, X1) == ye).mean())
-            rows = []
-            for L in layers:
-                F1 = layer_features(m, X1, L)
-                rows.append({"model": name, "layer": L, **layer_robustness(ref0[L], ref1[L], yr, F0[L], F1, ye, k),
-                             "accuracy": acc})
-            store.write("robustness", pd.DataFrame(rows), **keys)
-    _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0)
-    return _table(store)
+    model, Xr, yr, Xe, ye, ref0 = (shared[key] for key in ("model", "Xr", "yr", "Xe", "ye", "ref0"))
+    if perturbation == "detector":
+        _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0)
+        return
+    seed, k, layers = cfg["seed"], cfg["k"], cfg["layers"]
+    if perturbation == "weights":
+        m = perturb_weights(model, strength, seed)
+        X1, ref1 = Xe, {L: layer_features(m, Xr, L) for L in layers}
+    else:
+        m = model
+        X1, ref1 = _perturb_inputs(model, Xe, ye, perturbation, strength, cfg, seed), ref0
+    acc = float((predict(m, X1) == ye).mean())
+    rows = []
+    for L in layers:
+        F1 = layer_features(m, X1, L)
+        rows.append({"model": name, "layer": L, **layer_robustness(ref0[L], ref1[L], yr, shared["F0"][L], F1, ye, k),
+                     "accuracy": acc})
+    store.write("robustness", pd.DataFrame(rows), perturbation=perturbation, strength=strength)
 
 
 def _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0):
@@ -74,8 +90,6 @@ def _detector(cfg, store, model, name, Xr, yr, Xe, ye, ref0):
     from ..robustness import detector_scores
 
     det = cfg["detector"]
-    if store.has("adversarial_detector", attack=det["attack"], eps=float(det["eps"])):
-        return
     L = det["layer"] or cfg["layers"][-1]
     Xa = _perturb_inputs(model, Xe, ye, det["attack"], det["eps"], cfg, cfg["seed"])
     p0, p1 = predict(model, Xe), predict(model, Xa)

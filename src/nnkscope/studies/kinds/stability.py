@@ -6,36 +6,37 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, each, integer
-from ..common import build_model, layer_features, load_data, train
+from ..common import build_model, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, density, fmt, lines, section
 
 MAX_POINTS = 2000  # per-sample values kept per run (table stability_points): bounded whatever n_eval is
 
 
-def run_stability(cfg: dict, store: RunStore, progress=None):
-    """Train one model per seed (and, with ``shuffled_labels``, per seed on permuted labels), compare the runs."""
+def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
+    """Train one model per seed (and, with ``shuffled_labels``, per seed on permuted labels), compare the runs.
+    Each (labels, seed) model is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers
+    when one is given; the units return their graphs and the tables are written once all are in (so a stopped run
+    starts over: the comparison needs every run)."""
     import pandas as pd
 
-    from ..stability import run_metrics, stability_table
+    from ..stability import stability_table
 
     if store.has("stability"):
         return store.read("stability")
-    data = load_data(cfg["data"])
-    n_eval = min(cfg["n_eval"], len(data.X_test))
-    Xe = data.X_test[:n_eval]
     variants = [False, True] if cfg["shuffled_labels"] else [False]
+    todo = [{"shuffled_labels": v, "seed": int(seed)} for v in variants for seed in cfg["seeds"]]
+    done = run_units(_seed_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="models")
     rows, points = [], []
     for shuffled_labels in variants:
         runs = {}
-        for seed in cfg["seeds"]:
-            ytr = np.random.default_rng(seed).permutation(data.y_train) if shuffled_labels else data.y_train
-            model = build_model(cfg["model"], data, seed)
-            train(model, data.X_train, ytr, cfg["train"], seed)
-            runs[f"seed{seed}"] = run_metrics(layer_features(model, Xe, cfg["layer"]), cfg["k"])
-            n = min(n_eval, MAX_POINTS)
-            points.append(pd.DataFrame({"labels": "shuffled" if shuffled_labels else "true", "run": f"seed{seed}",
-                                        "seed": int(seed), "sample": np.arange(n),
-                                        **{m: v[:n] for m, v in runs[f"seed{seed}"][1].items()}}))
+        for keys, (graph, metrics) in zip(todo, done, strict=True):
+            if keys["shuffled_labels"] != shuffled_labels:
+                continue
+            runs[f"seed{keys['seed']}"] = graph, metrics
+            n = min(len(metrics["nnk_degree"]), MAX_POINTS)
+            points.append(pd.DataFrame({"labels": "shuffled" if shuffled_labels else "true",
+                                        "run": f"seed{keys['seed']}", "seed": keys["seed"], "sample": np.arange(n),
+                                        **{m: v[:n] for m, v in metrics.items()}}))
         t = stability_table(runs)
         t.insert(0, "labels", "shuffled" if shuffled_labels else "true")
         rows.append(t)
@@ -43,6 +44,21 @@ def run_stability(cfg: dict, store: RunStore, progress=None):
     store.write("stability_points", pd.concat(points, ignore_index=True))
     store.write("stability", table)  # last: its presence marks the run done
     return table
+
+
+def _data(cfg: dict):
+    return load_data(cfg["data"])
+
+
+def _seed_unit(cfg: dict, store: RunStore, data, shuffled_labels: bool, seed: int):
+    """One run: ``(graph, per-sample metrics)`` of the layer on the evaluation points (see ``run_metrics``)."""
+    from ..stability import run_metrics
+
+    ytr = np.random.default_rng(seed).permutation(data.y_train) if shuffled_labels else data.y_train
+    model = build_model(cfg["model"], data, seed)
+    train(model, data.X_train, ytr, cfg["train"], seed)
+    Xe = data.X_test[:min(cfg["n_eval"], len(data.X_test))]
+    return run_metrics(layer_features(model, Xe, cfg["layer"]), cfg["k"])
 
 
 STABLE_RATIO = 2.0  # NNK-neighbour overlap at least this many times chance counts as stable neighbourhoods

@@ -4,36 +4,42 @@ from __future__ import annotations
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
-from ..common import build_model, error_rate, layer_features, load_data, train
+from ..common import build_model, error_rate, layer_features, load_data, run_units, train
 from ..figures import Figure, Term, fmt, lines, long, section
 
 
-def run_width_sweep(cfg: dict, store: RunStore, progress=None):
+def run_width_sweep(cfg: dict, store: RunStore, progress=None, executor=None):
     """Train an MLP per width until 100% training accuracy has held ``hold_epochs`` epochs (or ``max_epochs``);
-    NNK leave-one-out geometry of its last hidden layer on the training set."""
+    NNK leave-one-out geometry of its last hidden layer on the training set.  Each width is a unit
+    (:func:`~nnkscope.studies.common.run_units`): on ``executor``'s workers when one is given."""
+    todo = [{"width": int(w)} for w in cfg["widths"] if not store.has("width_sweep", width=int(w))]
+    run_units(_width_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="widths")
+    return store.read("width_sweep").sort_values("width")
+
+
+def _data(cfg: dict):
+    return load_data(cfg["data"])
+
+
+def _width_unit(cfg: dict, store: RunStore, data, width: int) -> None:
     import pandas as pd
 
     from ..width_sweep import interpolation_geometry
 
-    data = load_data(cfg["data"])
-    for width in cfg["widths"]:
-        if store.has("width_sweep", width=int(width)):
-            continue
-        model = build_model(dict(cfg["model"], width=int(width)), data, cfg["seed"])
-        held = {"n": 0}
+    model = build_model(dict(cfg["model"], width=width), data, cfg["seed"])
+    held = {"n": 0}
 
-        def cb(epoch, m, held=held):
-            held["n"] = held["n"] + 1 if error_rate(m, data.X_train, data.y_train) == 0 else 0
-            return held["n"] >= cfg["hold_epochs"]
+    def cb(epoch, m):
+        held["n"] = held["n"] + 1 if error_rate(m, data.X_train, data.y_train) == 0 else 0
+        return held["n"] >= cfg["hold_epochs"]
 
-        hist = train(model, data.X_train, data.y_train, dict(cfg["train"], epochs=cfg["max_epochs"]), cfg["seed"],
-                     callback=cb)
-        last = f"blocks.{cfg['model']['depth']}"
-        row = interpolation_geometry(layer_features(model, data.X_train, last), data.y_train, cfg["k"])
-        row.update(epochs=len(hist), train_error=hist[-1]["train_error"],
-                   test_error=error_rate(model, data.X_test, data.y_test))
-        store.write("width_sweep", pd.DataFrame([row]), width=int(width))
-    return store.read("width_sweep").sort_values("width")
+    hist = train(model, data.X_train, data.y_train, dict(cfg["train"], epochs=cfg["max_epochs"]), cfg["seed"],
+                 callback=cb)
+    last = f"blocks.{cfg['model']['depth']}"
+    row = interpolation_geometry(layer_features(model, data.X_train, last), data.y_train, cfg["k"])
+    row.update(epochs=len(hist), train_error=hist[-1]["train_error"],
+               test_error=error_rate(model, data.X_test, data.y_test))
+    store.write("width_sweep", pd.DataFrame([row]), width=width)
 
 
 GAP = 0.01  # unweighted minus weighted LOO error at least this counts as the NNK weights helping
