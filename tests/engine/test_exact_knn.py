@@ -212,7 +212,7 @@ def test_exact_knn_equals_float64_brute_force(case):
 
 @pytest.fixture
 def small_tiles(monkeypatch):
-    """Tiles of 37 query rows and 90 database rows (column sub-tiles of 64 inside), and a count of joins."""
+    """Tiles of 37 query rows and 90 database rows, and a count of joins."""
     monkeypatch.setattr(nbm, "_JOIN_ROWS", 37)
     monkeypatch.setattr(nbm, "_JOIN_COLS", 90)
     joins = []
@@ -247,6 +247,21 @@ def test_self_join_windows_are_the_exact_float32_top(small_tiles):
         np.testing.assert_array_equal(idx, ref[lo:hi])
         np.testing.assert_array_equal(dist, np.take_along_axis(D, ref, 1)[lo:hi])
     assert rows == [(lo, min(300, lo + 37)) for lo in range(0, 300, 37)]  # in order, each once
+
+
+def test_self_join_at_full_tile_size_crosses_column_blocks():
+    # default tiles: the column pass splits a 4,096 x 8,192 tile into blocks of _COL_BLOCK columns, the first
+    # beginning past the diagonal; small integers keep float32 exact, so the windows are the brute-force top
+    n = nbm._JOIN_ROWS + nbm._COL_BLOCK + 1500
+    assert n <= nbm._JOIN_COLS  # one column tile: the diagonal block, then a full column block and part of one
+    X = np.random.default_rng(4).integers(-1, 2, size=(n, 3)).astype(np.float64)  # 27 points: ties everywhere
+    space = nbm._Space.build(X, "euclidean")
+    sq = (X ** 2).sum(1)
+    for lo, hi, dist, idx in nbm._self_join(space, 9):
+        D = sq[lo:hi, None] + sq[None, :] - 2 * X[lo:hi] @ X.T  # exact: small integers
+        ref = np.lexsort((np.broadcast_to(np.arange(n), D.shape), D), axis=1)[:, :9]
+        np.testing.assert_array_equal(idx, ref)
+        np.testing.assert_array_equal(dist, np.take_along_axis(D, ref, 1))
 
 
 def test_self_join_equals_faiss_windows_and_the_pipeline_uses_it(monkeypatch, small_tiles):

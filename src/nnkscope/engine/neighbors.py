@@ -393,29 +393,33 @@ def _offer_rows_serial(S, sq_rows, sq_cols, rows, cols, hd, hi):
         _offer_row(S, r, sq_rows[r], rows[r], sq_cols, cols, hd, hi)
 
 
-_COL_BLOCK = 64  # the column pass walks 64 x 64 sub-tiles (16 KB, cache resident) column by column
+_COL_BLOCK = 2048  # the column pass streams each row's entries of 2,048 columns (8 KB) against their heaps' worst
 
 
 @nb.njit(parallel=True, cache=True)
 def _join_cols(S, sq_rows, sq_cols, row_lo, col_lo, col_from, hd, hi):
     """Offer the entries of columns ``col_from ..`` of ``S`` to their column's heap: the same values as the row
-    pass (``sq_i + sq_j`` is one float64 sum either way).  A column of a row-major tile is a strided walk, so it
-    goes through cache-resident sub-tiles of ``_COL_BLOCK`` rows and columns."""
+    pass (``sq_i + sq_j`` is one float64 sum either way).  Walking a column of a row-major tile is strided (and
+    its rows, 32 KB apart, compete for the same cache sets), so each thread takes a block of
+    :data:`_COL_BLOCK` columns and streams it row by row, comparing each entry with its column's current worst
+    (kept in a small array); the heaps' contents do not depend on the order of the offers, since (distance, index)
+    orders the candidates totally."""
     n_rows, n_cols = S.shape
     for t in nb.prange((n_cols - col_from + _COL_BLOCK - 1) // _COL_BLOCK):
         c0 = col_from + _COL_BLOCK * t
         c1 = min(n_cols, c0 + _COL_BLOCK)
-        for r0 in range(0, n_rows, _COL_BLOCK):
-            r1 = min(n_rows, r0 + _COL_BLOCK)
+        top = np.empty(c1 - c0)
+        for c in range(c0, c1):
+            top[c - c0] = hd[col_lo + c, 0]
+        for r in range(n_rows):
+            a = sq_rows[r]
             for c in range(c0, c1):
-                g = col_lo + c
-                b = sq_cols[c]
-                top, top_i = hd[g, 0], hi[g, 0]
-                for r in range(r0, r1):
-                    v = (sq_rows[r] + b) - 2.0 * np.float64(S[r, c])
-                    if v <= top and (v < top or row_lo + r < top_i):
+                v = (a + sq_cols[c]) - 2.0 * np.float64(S[r, c])
+                if v <= top[c - c0]:
+                    g = col_lo + c
+                    if v < top[c - c0] or row_lo + r < hi[g, 0]:
                         _heap_replace(hd[g], hi[g], v, row_lo + r)
-                        top, top_i = hd[g, 0], hi[g, 0]
+                        top[c - c0] = hd[g, 0]
 
 
 def _self_join(space: _Space, width: int):
