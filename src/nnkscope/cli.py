@@ -502,9 +502,8 @@ def _add_demo_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="run folder (resumes if it exists with the same config)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--local-cluster", type=int, metavar="N",
-                       help="run the study's units (layers, models, seeds, widths, ...) as tasks on a Dask "
-                            "LocalCluster of N workers; same tables as in-process (not compare, compare-features, "
-                            "ssl)")
+                       help="run the study's units (layers, models, seeds, widths, layer pairs, ...) as tasks on "
+                            "a Dask LocalCluster of N workers; same tables as in-process")
     where.add_argument("--scheduler", metavar="ADDRESS", help="... or on the Dask scheduler at ADDRESS")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")

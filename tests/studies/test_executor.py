@@ -34,8 +34,7 @@ def test_layers_on_a_local_cluster_equal_the_in_process_run(tmp_path):
     assert not (tmp_path / "dask" / ".features").exists()  # the spilled layers are removed
 
 
-UNIT_KINDS = [kind for kind, study in KINDS.items()
-              if "executor" in inspect.signature(study.run).parameters and kind not in ("layerwise", "training")]
+UNIT_KINDS = [kind for kind, study in KINDS.items() if "executor" in inspect.signature(study.run).parameters]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +47,8 @@ def _sorted(t: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values(list(t.columns), kind="stable").reset_index(drop=True)
 
 
-def test_every_study_with_units_takes_an_executor():
-    """Every kind but those whose units share in-process state (pairs of graphs, the SSL grid) runs on one."""
-    assert set(KINDS) - set(UNIT_KINDS) == {"layerwise", "training", "compare", "compare-features", "ssl"}
+def test_every_study_kind_takes_an_executor():
+    assert set(UNIT_KINDS) == set(KINDS)
 
 
 @pytest.mark.parametrize("kind", UNIT_KINDS)

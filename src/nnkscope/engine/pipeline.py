@@ -235,10 +235,10 @@ def _solve_task(plan: _Plan, b: int, sigma: float | None) -> int:
 # driver
 
 
-def run_tasks(executor, fn, args_list, desc: str, progress) -> list:
+def run_tasks(executor, fn, args_list, desc: str, progress, unit: str = "blocks") -> list:
     """Submit every task, wait with a progress bar, return the results in submission order (first error raised)."""
     futures: list[Future] = [executor.submit(fn, *args) for args in args_list]
-    with progress_bar(len(futures), desc, progress, unit="blocks") as bar:
+    with progress_bar(len(futures), desc, progress, unit=unit) as bar:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")

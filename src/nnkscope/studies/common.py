@@ -102,7 +102,7 @@ def error_rate(model, X, y) -> float:
 
 
 def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=None, progress=None,
-              desc: str = "units") -> list:
+              desc: str = "units", shared=None) -> list:
     """Run one study's units: ``unit(cfg, store, shared, **keys)`` for every ``keys`` dict of ``todo``, where
     ``shared = prepare(cfg)`` is what the units read in common (the dataset, say); returns their results in order.
 
@@ -111,7 +111,9 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
     graph pipeline), on one thread; every worker process calls ``prepare`` once and keeps its value for the next
     units of the same config, and must reach the run folder, where each unit writes its own atomic parts, so
     a study stopped anywhere resumes with the units not yet written.  ``unit`` and ``prepare`` are module-level
-    functions (tasks are pickled) and must not modify ``shared``; a unit's ``NNKScopeError`` names its keys.
+    functions (tasks are pickled) and must not modify ``shared`` (a cache of values it determines is fine); a
+    unit's ``NNKScopeError`` names its keys.  ``shared``: ``prepare(cfg)`` when the caller holds it already (used in
+    this process; workers still call ``prepare``).
 
     Examples
     --------
@@ -121,16 +123,22 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
     >>> run_units(_doc_unit, _doc_prepare, {"base": 10}, store, [{"i": 1}, {"i": 2}])
     [11, 12]
     """
+    from .._runtime import progress_bar
     from ..engine.pipeline import run_tasks
     from ..executor import as_executor, is_inline
 
     if not todo:
         return []
-    if is_inline(executor):
-        shared = prepare(cfg)
-        return [_unit_task(unit, None, cfg, store, keys, None, shared) for keys in todo]
-    jobs = [(unit, prepare, cfg, str(store.root), keys, 1) for keys in todo]
-    return run_tasks(as_executor(executor), _unit_task, jobs, desc, progress)
+    if not is_inline(executor):
+        jobs = [(unit, prepare, cfg, str(store.root), keys, 1) for keys in todo]
+        return run_tasks(as_executor(executor), _unit_task, jobs, desc, progress, unit="units")
+    shared = prepare(cfg) if shared is None else shared
+    out = []
+    with progress_bar(len(todo), desc, progress, unit="units") as bar:
+        for keys in todo:
+            out.append(_unit_task(unit, None, cfg, store, keys, None, shared))
+            bar.update(1)
+    return out
 
 
 _PREPARED: dict = {}  # in a worker process: the last config's shared value (one study's units in a row)

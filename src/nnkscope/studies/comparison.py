@@ -45,11 +45,14 @@ def pair_intervals(A, B, Ga, Gb, *, n_boot: int, n_perm: int, seed: int = 0, max
 
 
 def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: str = "cosine", seed: int = 0,
-                     progress: bool | None = False, n_boot: int = 0, n_perm: int = 0, max_n: int = 2000):
+                     progress: bool | None = False, n_boot: int = 0, n_perm: int = 0, max_n: int = 2000,
+                     executor=None):
     """Compare every pair of ``features`` (``{(model, layer): (N, d) array}``, same N rows) into table ``compare``.
 
     Pairs already in the store are skipped (resume).  Returns the table.  ``n_boot``, ``n_perm``, ``max_n``:
-    intervals and p-values (module notes).
+    intervals and p-values (module notes).  Each pair is a unit (:func:`~nnkscope.studies.common.run_units`): in
+    this process, or on ``executor``'s workers, which read the features from the run folder (saved there once,
+    removed after) and build each NNK graph their pairs need once.
 
     Examples
     --------
@@ -60,20 +63,56 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
     >>> float(t.jaccard[0]), int(t.a_dim[0]), int(t.b_dim[0])   # the same geometry in 9 dimensions
     (1.0, 6, 9)
     """
-    import pandas as pd
+    import shutil
+    from pathlib import Path
+
+    from ..executor import is_inline
+    from ..io import atomic_path
+    from .common import run_units
 
     keys = list(features)
-    graphs = {}
-    for a, b in combinations(keys, 2):
-        if store.has("compare", a_model=a[0], a_layer=a[1], b_model=b[0], b_layer=b[1]):
-            continue
-        for key in (a, b):
-            if key not in graphs:
-                graphs[key] = nnk_graph(features[key], k, kernel=kernel, duplicates="keep", progress=progress)
-        row = compare_graphs(graphs[a], graphs[b], seed=seed)
-        row["linear_cka"] = linear_cka(features[a], features[b])
-        row["a_dim"], row["b_dim"] = int(np.shape(features[a])[1]), int(np.shape(features[b])[1])
-        row.update(pair_intervals(np.asarray(features[a]), np.asarray(features[b]), graphs[a], graphs[b],
-                                  n_boot=n_boot, n_perm=n_perm, seed=seed, max_n=max_n))
-        store.write("compare", pd.DataFrame([row]), a_model=a[0], a_layer=a[1], b_model=b[0], b_layer=b[1])
+    todo = [{"a_model": a[0], "a_layer": a[1], "b_model": b[0], "b_layer": b[1]} for a, b in combinations(keys, 2)
+            if not store.has("compare", a_model=a[0], a_layer=a[1], b_model=b[0], b_layer=b[1])]
+    cfg = {"keys": [list(key) for key in keys], "k": k, "kernel": kernel, "seed": seed, "n_boot": n_boot,
+           "n_perm": n_perm, "max_n": max_n, "paths": []}
+    spill = None
+    if todo and not is_inline(executor):  # workers read the features from the run folder
+        spill = Path(store.root) / ".features" / "compare"
+        for i, key in enumerate(keys):
+            path = spill / f"{i}.npy"
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(features[key]))
+            cfg["paths"].append(str(path))
+    try:
+        run_units(_pair_unit, _spilled, cfg, store, todo, executor=executor, progress=progress, desc="pairs",
+                  shared={"arrays": features, "graphs": {}})
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
     return store.read("compare")
+
+
+def _spilled(cfg: dict) -> dict:
+    """On a worker: the features saved in the run folder (memory-mapped), by key; graphs filled as pairs need."""
+    return {"arrays": {tuple(key): np.load(path, mmap_mode="r") for key, path in zip(cfg["keys"], cfg["paths"],
+                                                                                      strict=True)},
+            "graphs": {}}
+
+
+def _pair_unit(cfg: dict, store: RunStore, shared: dict, a_model: str, a_layer: str, b_model: str,
+               b_layer: str) -> None:
+    import pandas as pd
+
+    a, b = (a_model, a_layer), (b_model, b_layer)
+    features, graphs = shared["arrays"], shared["graphs"]
+    for key in (a, b):
+        if key not in graphs:
+            graphs[key] = nnk_graph(np.asarray(features[key]), cfg["k"], kernel=cfg["kernel"], duplicates="keep",
+                                    progress=False)
+    A, B = np.asarray(features[a]), np.asarray(features[b])
+    row = compare_graphs(graphs[a], graphs[b], seed=cfg["seed"])
+    row["linear_cka"] = linear_cka(A, B)
+    row["a_dim"], row["b_dim"] = int(A.shape[1]), int(B.shape[1])
+    row.update(pair_intervals(A, B, graphs[a], graphs[b], n_boot=cfg["n_boot"], n_perm=cfg["n_perm"],
+                              seed=cfg["seed"], max_n=cfg["max_n"]))
+    store.write("compare", pd.DataFrame([row]), a_model=a_model, a_layer=a_layer, b_model=b_model, b_layer=b_layer)

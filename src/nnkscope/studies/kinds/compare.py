@@ -21,8 +21,9 @@ INTERVAL_DEFAULTS = {"bootstrap": 200, "permutations": 199, "intervals_max_n": 2
 INTERVAL_CHECKS = {"bootstrap": integer(0), "permutations": integer(0), "intervals_max_n": integer(0)}
 
 
-def run_compare(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
-    """Train each listed model, capture its layers on the same evaluation points, compare every pair."""
+def run_compare(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None, executor=None):
+    """Train each listed model, capture its layers on the same evaluation points, compare every pair.  The models
+    train here, one after another; the pairs are units, on ``executor``'s workers when one is given."""
     from ...nn.capture import capture
     from ..comparison import compare_features
 
@@ -42,7 +43,7 @@ def run_compare(cfg: dict, store: RunStore, progress=None, prepared: Prepared | 
         for layer, H in capture(model, Xe, entry["layers"], pooling=cfg["pooling"]).items():
             features[(entry["name"], layer)] = np.asarray(H, np.float64).reshape(len(Xe), -1)
     return compare_features(features, store, k=cfg["k"], progress=progress, n_boot=cfg["bootstrap"],
-                            n_perm=cfg["permutations"], max_n=cfg["intervals_max_n"])
+                            n_perm=cfg["permutations"], max_n=cfg["intervals_max_n"], executor=executor)
 
 
 def _refine(cfg: dict, overrides: dict) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 from ...errors import InputShapeError, InvalidParameterError
 from ...store import RunStore
 from ..base import StudyKind, choice, each, integer
+from ..common import run_units
 from ..figures import Figure, Term, fmt, heatmap, section
 from ..own import Prepared
 from .compare import INTERVAL_CHECKS, INTERVAL_DEFAULTS
@@ -106,65 +107,78 @@ def _default_names(paths) -> list[str]:
     return [f"{s}_{i}" for i, s in enumerate(stems)]  # a/feats.npz vs b/feats.npz
 
 
-def run_compare_features(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None):
-    """Compare every layer of each feature set with every layer of the other (one file: with itself)."""
-    import pandas as pd
-
-    from ...engine.pipeline import nnk_graph
-    from ...measures.compare import compare_graphs
-
+def run_compare_features(cfg: dict, store: RunStore, progress=None, prepared: Prepared | None = None,
+                         executor=None):
+    """Compare every layer of each feature set with every layer of the other (one file: with itself).  Each layer
+    pair is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers when one is given (each
+    worker reads the files and builds the NNK graphs its pairs need, once); with labels, each feature set's own
+    layer-wise metrics are units too."""
     prepared = prepared if prepared is not None else _prepare(cfg)
     models = prepared.features
     names = list(models)
     pairs = [(names[0], names[0])] if len(names) == 1 else list(combinations(names, 2))
-    arrays: dict = {}
-    graphs: dict = {}
-
-    def array(model, layer):
-        if (model, layer) not in arrays:
-            arrays[(model, layer)] = models[model][layer]()
-        return arrays[(model, layer)]
-
-    def graph(model, layer):
-        if (model, layer) not in graphs:
-            graphs[(model, layer)] = nnk_graph(array(model, layer), cfg["k"], kernel=cfg["kernel"],
-                                               duplicates="keep", progress=progress)
-        return graphs[(model, layer)]
-
-    measures = [(m, _measure(m)) for m in cfg["measures"]]
-    for ma, mb in pairs:
-        for ia, la in enumerate(models[ma]):
-            for ib, lb in enumerate(models[mb]):
-                keys = {"model_a": ma, "layer_a": la, "model_b": mb, "layer_b": lb}
-                if store.has("similarity", **keys):
-                    continue
-                A, B = array(ma, la), array(mb, lb)
-                cache: dict = {}
-
-                def pair(ma=ma, la=la, mb=mb, lb=lb, cache=cache):
-                    if not cache:
-                        cache.update(compare_graphs(graph(ma, la), graph(mb, lb), seed=cfg["seed"]))
-                    return cache
-
-                rows = []
-                for name, fn in measures:
-                    value, chance = fn(A, B, pair)
-                    rows.append({"measure": name, "value": float(value), "chance": float(chance),
-                                 "dim_a": int(A.shape[1]), "dim_b": int(B.shape[1]), "n": int(len(A)),
-                                 "index_a": ia, "index_b": ib,
-                                 **_interval(name, A, B, lambda ma=ma, la=la, mb=mb, lb=lb: (graph(ma, la),
-                                                                                            graph(mb, lb)), cfg)})
-                store.write("similarity", pd.DataFrame(rows), **keys)
+    todo = [{"model_a": ma, "layer_a": la, "model_b": mb, "layer_b": lb, "index_a": ia, "index_b": ib}
+            for ma, mb in pairs for ia, la in enumerate(models[ma]) for ib, lb in enumerate(models[mb])
+            if not store.has("similarity", model_a=ma, layer_a=la, model_b=mb, layer_b=lb)]
+    run_units(_pair_unit, _layers, cfg, store, todo, executor=executor, progress=progress, desc="layer pairs",
+              shared=_cache(prepared))
     if prepared.y is not None:  # with labels, each feature set's own layer-wise metrics too
         from ..layerwise import measure_layers
 
         for model in names:
             measure_layers(models[model], prepared.y, store, model_name=model, epoch=0, k=cfg["k"],
-                           kernel=cfg["kernel"], progress=progress, samples=np.arange(len(prepared.y)))
+                           kernel=cfg["kernel"], progress=progress, samples=np.arange(len(prepared.y)),
+                           executor=executor)
     t = store.read("similarity").sort_values(["model_a", "model_b", "index_a", "index_b"], kind="stable")
     cols = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value", "chance", "dim_a", "dim_b", "n",
             "ci_low", "ci_high", "p_value"]
     return t[[c for c in cols if c in t.columns]].reset_index(drop=True)  # a run folder from before intervals
+
+
+def _cache(prepared: Prepared) -> dict:
+    """The feature loaders and, filled as pairs need them, the loaded layers and their NNK graphs."""
+    return {"models": prepared.features, "arrays": {}, "graphs": {}}
+
+
+def _layers(cfg: dict) -> dict:
+    return _cache(_prepare(cfg))
+
+
+def _pair_unit(cfg: dict, store: RunStore, shared: dict, model_a: str, layer_a: str, model_b: str, layer_b: str,
+               index_a: int, index_b: int) -> None:
+    import pandas as pd
+
+    from ...engine.pipeline import nnk_graph
+    from ...measures.compare import compare_graphs
+
+    arrays, graphs = shared["arrays"], shared["graphs"]
+
+    def array(model, layer):
+        if (model, layer) not in arrays:
+            arrays[(model, layer)] = shared["models"][model][layer]()
+        return arrays[(model, layer)]
+
+    def graph(model, layer):
+        if (model, layer) not in graphs:
+            graphs[(model, layer)] = nnk_graph(array(model, layer), cfg["k"], kernel=cfg["kernel"],
+                                               duplicates="keep", progress=False)
+        return graphs[(model, layer)]
+
+    A, B = array(model_a, layer_a), array(model_b, layer_b)
+    cache: dict = {}
+
+    def pair():
+        if not cache:
+            cache.update(compare_graphs(graph(model_a, layer_a), graph(model_b, layer_b), seed=cfg["seed"]))
+        return cache
+
+    rows = []
+    for name in cfg["measures"]:
+        value, chance = _measure(name)(A, B, pair)
+        rows.append({"measure": name, "value": float(value), "chance": float(chance), "dim_a": int(A.shape[1]),
+                     "dim_b": int(B.shape[1]), "n": int(len(A)), "index_a": index_a, "index_b": index_b,
+                     **_interval(name, A, B, lambda: (graph(model_a, layer_a), graph(model_b, layer_b)), cfg)})
+    store.write("similarity", pd.DataFrame(rows), model_a=model_a, layer_a=layer_a, model_b=model_b, layer_b=layer_b)
 
 
 # this kind's measure names -> the similarity registry's (the NNK ones take the graphs built here)

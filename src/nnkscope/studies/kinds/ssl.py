@@ -397,36 +397,46 @@ def _correlate_family(cfg, fam, store: RunStore) -> None:
     store.write("ssl_predictors", best_predictors(corr), **keys)
 
 
-def run_ssl(cfg: dict, store: RunStore, progress=None):
-    """Train every model of every family, measure it, correlate its MGMs with its transfer across the family."""
-    from ..._runtime import progress_bar
-    from ...nn.models import require_torch
-    from ..common import load_data
+def run_ssl(cfg: dict, store: RunStore, progress=None, executor=None):
+    """Train every model of every family, measure it, correlate its MGMs with its transfer across the family.
+    Each (family, model) is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers when
+    one is given; a family's correlation is computed here once its models are in."""
+    from ..common import load_data, run_units
 
     if all(store.has(t, family=f["name"], model=model_name(m)) for f in cfg["families"] for m in f["models"]
            for t in _UNIT_TABLES) and all(store.has(t, family=f["name"]) for f in cfg["families"]
                                           for t in ("ssl_correlation", "ssl_predictors")):
         return store.read("ssl_correlation")  # a finished run: nothing to load
-    loaded = []
     for fam in cfg["families"]:  # every family's data loaded and checked before the first model trains
-        data = load_data(fam["data"])
-        _check_data(cfg, fam, data)
-        loaded.append((fam, data))
-    n_models = sum(len(f["models"]) for f in cfg["families"])
+        _check_data(cfg, fam, load_data(fam["data"]))
+    todo = [{"family": fam["name"], "model": model_name(m)} for fam in cfg["families"] for m in fam["models"]
+            if not all(store.has(t, family=fam["name"], model=model_name(m)) for t in _UNIT_TABLES)]
+    run_units(_ssl_unit, _families, cfg, store, todo, executor=executor, progress=progress, desc="SSL models")
+    for fam in cfg["families"]:
+        _correlate_family(cfg, fam, store)
+    return store.read("ssl_correlation")
+
+
+def _families(cfg: dict) -> dict:
+    """What every unit reads: each family's data, by family name."""
+    from ..common import load_data
+
+    return {fam["name"]: load_data(fam["data"]) for fam in cfg["families"]}
+
+
+def _ssl_unit(cfg: dict, store: RunStore, data: dict, family: str, model: str) -> None:
+    """The model named ``model`` of the family named ``family``: train or reload it, measure it."""
+    from ...nn.models import require_torch
+
     torch = require_torch()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg["threads"])  # small models: more threads than cores only adds waiting
     try:
-        with progress_bar(n_models, "SSL models", progress, unit="models") as bar:
-            for fam, data in loaded:
-                for entry in fam["models"]:
-                    bar.set_postfix(model=f"{fam['name']}/{model_name(entry)}")
-                    _run_model(cfg, fam, entry, data, store)
-                    bar.update(1)
-                _correlate_family(cfg, fam, store)
+        fam = next(f for f in cfg["families"] if f["name"] == family)
+        entry = next(m for m in fam["models"] if model_name(m) == model)
+        _run_model(cfg, fam, entry, data[family], store)
     finally:
         torch.set_num_threads(old_threads)
-    return store.read("ssl_correlation")
 
 
 # --------------------------------------------------------------------------------------------------------------
