@@ -144,6 +144,40 @@ def workers(n: int, d: int, k: int, n_layers: int) -> dict:
     return {"N": n, "d": d, "layers": n_layers, "times": out, "identical": same}
 
 
+def units(kind: str) -> dict:
+    """Part D: a study kind whose units train models (default: a width sweep of four MLPs on digits) in this
+    process, on a Dask LocalCluster of 1 and of 2 single-threaded workers; its tables must be identical."""
+    from nnkscope.executor import local_cluster
+    from nnkscope.studies.registry import resolve_config, run_study
+
+    cfg = resolve_config(kind, UNIT_CONFIGS[kind])
+    out, tables = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size in (("in-process", 0), ("1 worker", 1), ("2 workers", 2)):
+            t0 = time.perf_counter()
+            if size:
+                with local_cluster(size) as client:
+                    # neither the cluster's start-up nor each worker's first imports (torch, numba's cached
+                    # functions: seconds) are the study's
+                    warm = resolve_config(kind, dict(UNIT_CONFIGS[kind], **WARM[kind]))
+                    run_study(kind, warm, f"{tmp}/warm{size}", executor=client)
+                    t0 = time.perf_counter()
+                    _, table = run_study(kind, cfg, f"{tmp}/{size}", executor=client)
+            else:
+                run_study(kind, resolve_config(kind, dict(UNIT_CONFIGS[kind], **WARM[kind])), f"{tmp}/warm")
+                t0 = time.perf_counter()
+                _, table = run_study(kind, cfg, f"{tmp}/{size}")
+            out[name] = time.perf_counter() - t0
+            tables[name] = table.sort_values(list(table.columns)).reset_index(drop=True)
+    same = all(tables["in-process"].equals(t) for t in tables.values())
+    return {"kind": kind, "units": len(cfg.get("widths", [])) or None, "times": out, "identical": same}
+
+
+UNIT_CONFIGS = {"width-sweep": {"data": {"name": "digits"}, "widths": [64, 128, 256, 512], "k": 20,
+                                "hold_epochs": 5, "max_epochs": 60}}
+WARM = {"width-sweep": {"widths": [8, 9], "max_epochs": 1}}  # one unit per worker, run before the clock starts
+
+
 def _close(a, b) -> bool:
     import pandas as pd
 
@@ -176,6 +210,8 @@ def main() -> None:
     ap.add_argument("--old", help="another source tree (its src/ folder) to measure side by side")
     ap.add_argument("--skip-study", action="store_true", help="part A only")
     ap.add_argument("--workers", action="store_true", help="part C only: 1 vs 2 Dask workers (--n, --d, --layers)")
+    ap.add_argument("--units", action="store_true",
+                    help="part D only: a width sweep's models as tasks, in-process vs 1 vs 2 Dask workers")
     ap.add_argument("--search", default="exact", choices=["exact", "ivf", "hnsw"],
                     help="part B's neighbour search (default exact; ivf/hnsw report the layers' smallest recall)")
     ap.add_argument("--nprobe", type=int, default=16, help="cells probed by --search ivf (of 256)")
@@ -183,6 +219,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.one == "layer":
         print(json.dumps(one_layer(args.n, args.d, args.k, args.repeats)))
+        return
+    if args.units:
+        r = units("width-sweep")
+        t = r["times"]
+        print(f"part D: {r['kind']} of {r['units']} models: in-process {t['in-process']:.1f} s, 1 worker "
+              f"{t['1 worker']:.1f} s, 2 workers {t['2 workers']:.1f} s: speed-up of 2 workers over in-process "
+              f"{t['in-process'] / t['2 workers']:.2f}x; tables identical: {r['identical']}")
         return
     if args.workers:
         r = workers(args.n, args.d, args.k, args.layers)
