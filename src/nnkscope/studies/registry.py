@@ -80,8 +80,9 @@ def run_study(kind: str, config: dict, out, *, progress: bool | None = None, exe
     The config is checked again first, and the user's own model, data or features (if the config names them) are
     loaded and checked, so nothing is written for a config or an input that fails.  Their content hashes and
     fingerprints enter the run manifest (``params.inputs``): a run folder is never resumed over changed files.
-    ``executor`` (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks, for the kinds
-    that measure layers (``layerwise``, ``training``); the tables are the same as in this process.
+    ``executor`` (a ``concurrent.futures`` pool or a Dask client) runs the study's units as tasks (every built-in
+    kind: :func:`~nnkscope.studies.common.run_units`); the tables are the same as in this process.  A kind whose
+    ``run`` takes no ``executor`` is refused one.
     """
     study = get_kind(kind)
     config = study.resolve(config)
