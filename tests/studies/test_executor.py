@@ -70,3 +70,28 @@ def test_a_failing_unit_names_itself(tmp_path, cluster):
     for executor in (None, cluster):
         with pytest.raises(TooFewPointsError, match=r"^unit width=(8|32): k=8 needs at least 9 points"):
             run_study("width-sweep", cfg, tmp_path / str(executor is None), executor=executor)
+
+
+def _read_file(cfg):
+    return int(open(cfg["path"]).read())
+
+
+def _read_unit(cfg, store, shared, i):
+    return shared + i
+
+
+def test_units_on_a_pool_never_reuse_an_earlier_calls_prepared_value(tmp_path):
+    """Workers keep what units share only within one call: a long-lived pool must not serve old file contents."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nnkscope.studies.common import run_units
+
+    store = RunStore(tmp_path / "run")
+    path = tmp_path / "value.txt"
+    path.write_text("10")
+    cfg = {"path": str(path)}
+    with ThreadPoolExecutor(2) as pool:
+        first = run_units(_read_unit, _read_file, cfg, store, [{"i": 0}, {"i": 1}, {"i": 2}], executor=pool)
+        path.write_text("20")  # same config, other content
+        second = run_units(_read_unit, _read_file, cfg, store, [{"i": 0}, {"i": 1}], executor=pool)
+    assert first == [10, 11, 12] and second == [20, 21]

@@ -6,6 +6,9 @@ Specs are plain dicts (the sections ``data``, ``model`` and ``train`` of a study
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import numpy as np
 
 from ..errors import InvalidParameterError
@@ -108,12 +111,12 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
 
     ``executor`` None: one after another in this process, ``prepare`` called once, every CPU for each unit.  A
     ``concurrent.futures`` pool or a Dask client: each unit is a task (the same executor abstraction as the blocked
-    graph pipeline), on one thread; every worker process calls ``prepare`` once and keeps its value for the next
-    units of the same config, and must reach the run folder, where each unit writes its own atomic parts, so
-    a study stopped anywhere resumes with the units not yet written.  ``unit`` and ``prepare`` are module-level
-    functions (tasks are pickled) and must not modify ``shared`` (a cache of values it determines is fine); a
-    unit's ``NNKScopeError`` names its keys.  ``shared``: ``prepare(cfg)`` when the caller holds it already (used in
-    this process; workers still call ``prepare``).
+    graph pipeline), on one thread; every worker process calls ``prepare`` once per call of this function (never
+    reusing one call's value in another), and must reach the run folder, where each unit writes its own atomic
+    parts, so a study stopped anywhere resumes with the units not yet written.  ``unit`` and ``prepare`` are
+    module-level functions (tasks are pickled) and must not modify ``shared`` (a cache of values it determines is
+    fine); a unit's ``NNKScopeError`` names its keys.  ``shared``: ``prepare(cfg)`` when the caller holds it
+    already (used in this process; workers still call ``prepare``).
 
     Examples
     --------
@@ -130,7 +133,8 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
     if not todo:
         return []
     if not is_inline(executor):
-        jobs = [(unit, prepare, cfg, str(store.root), keys, 1) for keys in todo]
+        call = (prepare.__module__, prepare.__qualname__, uuid.uuid4().hex)  # this call's units share a prepare
+        jobs = [(unit, (prepare, call), cfg, str(store.root), keys, 1) for keys in todo]
         return run_tasks(as_executor(executor), _unit_task, jobs, desc, progress, unit="units")
     shared = prepare(cfg) if shared is None else shared
     out = []
@@ -141,23 +145,26 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
     return out
 
 
-_PREPARED: dict = {}  # in a worker process: the last config's shared value (one study's units in a row)
+# in a worker process: the shared value of the last run_units call seen, by call (never reused by a later call:
+# a long-lived cluster must not serve one study's data to the next, whose files may have changed under one config)
+_PREPARED: dict = {}
+_PREPARING = threading.Lock()  # a thread pool's tasks share this process: one prepare per call
 
 
 def _unit_task(unit, prepare, cfg: dict, store, keys: dict, threads, shared=None):
-    """One unit, with faiss/numba/BLAS limited to ``threads``; on a worker, ``store`` is the run folder's path."""
-    import json
-
+    """One unit, with faiss/numba/BLAS limited to ``threads``; on a worker, ``prepare`` is ``(function, call id)``
+    and ``store`` the run folder's path."""
     from .._runtime import thread_limit
     from ..errors import NNKScopeError
     from ..store import RunStore
 
     if prepare is not None:
-        key = (prepare.__module__, prepare.__qualname__, json.dumps(cfg, sort_keys=True, default=str))
-        if key not in _PREPARED:
-            _PREPARED.clear()
-            _PREPARED[key] = prepare(cfg)
-        shared = _PREPARED[key]
+        prepare, call = prepare
+        with _PREPARING:
+            if call not in _PREPARED:
+                _PREPARED.clear()
+                _PREPARED[call] = prepare(cfg)
+            shared = _PREPARED[call]
         store = RunStore(store, create=False)
     try:
         with thread_limit(threads):
