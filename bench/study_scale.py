@@ -158,19 +158,26 @@ def units(kind: str) -> dict:
             if size:
                 with local_cluster(size) as client:
                     # neither the cluster's start-up nor each worker's first imports (torch, numba's cached
-                    # functions: seconds) are the study's
-                    warm = resolve_config(kind, dict(UNIT_CONFIGS[kind], **WARM[kind]))
-                    run_study(kind, warm, f"{tmp}/warm{size}", executor=client)
+                    # functions: seconds) are the study's: every worker runs the small warm-up sweep itself
+                    client.run(_warm, kind)
                     t0 = time.perf_counter()
                     _, table = run_study(kind, cfg, f"{tmp}/{size}", executor=client)
             else:
-                run_study(kind, resolve_config(kind, dict(UNIT_CONFIGS[kind], **WARM[kind])), f"{tmp}/warm")
+                _warm(kind)
                 t0 = time.perf_counter()
                 _, table = run_study(kind, cfg, f"{tmp}/{size}")
             out[name] = time.perf_counter() - t0
             tables[name] = table.sort_values(list(table.columns)).reset_index(drop=True)
     same = all(tables["in-process"].equals(t) for t in tables.values())
     return {"kind": kind, "units": len(cfg.get("widths", [])) or None, "times": out, "identical": same}
+
+
+def _warm(kind: str) -> None:
+    """The warm-up sweep, in this process (on a worker: ``client.run``)."""
+    from nnkscope.studies.registry import resolve_config, run_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_study(kind, resolve_config(kind, dict(UNIT_CONFIGS[kind], **WARM[kind])), f"{tmp}/warm")
 
 
 UNIT_CONFIGS = {"width-sweep": {"data": {"name": "digits"}, "widths": [64, 128, 256, 512], "k": 20,

@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 from collections.abc import Iterator
 
 from .errors import InvalidParameterError, MissingDependencyError
 
+# the CPUs a task may use, where an executor runs several at once: every n_jobs=None inside it resolves to this
+_CPU_BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("nnkscope_cpu_budget", default=None)
+
 
 def available_cpus() -> int:
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    budget = _CPU_BUDGET.get()
+    return n if budget is None else min(n, budget)
+
+
+@contextlib.contextmanager
+def cpu_budget(n: int) -> Iterator[int]:
+    """Run the body as a task allowed ``n`` CPUs: every ``n_jobs=None`` ("every CPU") inside it means ``n``, and
+    faiss, numba and BLAS are limited to ``n`` threads.  For tasks an executor runs side by side, so that a nested
+    call's default does not claim every core of the machine (per thread: other tasks keep their own budget).
+
+    Examples
+    --------
+    >>> with cpu_budget(1):
+    ...     resolve_n_jobs(None)
+    1
+    """
+    token = _CPU_BUDGET.set(resolve_n_jobs(n))
+    try:
+        with thread_limit(n):
+            yield resolve_n_jobs(n)
+    finally:
+        _CPU_BUDGET.reset(token)
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:

@@ -6,6 +6,7 @@ Specs are plain dicts (the sections ``data``, ``model`` and ``train`` of a study
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 
@@ -145,29 +146,31 @@ def run_units(unit, prepare, cfg: dict, store, todo: list[dict], *, executor=Non
     return out
 
 
-# in a worker process: the shared value of the last run_units call seen, by call (never reused by a later call:
-# a long-lived cluster must not serve one study's data to the next, whose files may have changed under one config)
-_PREPARED: dict = {}
-_PREPARING = threading.Lock()  # a thread pool's tasks share this process: one prepare per call
+# per worker thread: (run_units call id, its prepared value).  Never reused by a later call (a long-lived cluster
+# must not serve one study's data to the next, whose files may have changed under the same config), and never
+# shared between threads (a thread pool's or a multi-threaded Dask worker's tasks would share a mutable model)
+_PREPARED = threading.local()
 
 
 def _unit_task(unit, prepare, cfg: dict, store, keys: dict, threads, shared=None):
-    """One unit, with faiss/numba/BLAS limited to ``threads``; on a worker, ``prepare`` is ``(function, call id)``
-    and ``store`` the run folder's path."""
-    from .._runtime import thread_limit
+    """One unit; on a worker, ``prepare`` is ``(function, call id)``, ``store`` the run folder's path and the task
+    allowed ``threads`` CPUs (:func:`~nnkscope._runtime.cpu_budget`); in this process (``threads`` None) it runs
+    with whatever thread limits the caller set."""
+    from .._runtime import cpu_budget
     from ..errors import NNKScopeError
     from ..store import RunStore
 
-    if prepare is not None:
-        prepare, call = prepare
-        with _PREPARING:
-            if call not in _PREPARED:
-                _PREPARED.clear()
-                _PREPARED[call] = prepare(cfg)
-            shared = _PREPARED[call]
-        store = RunStore(store, create=False)
+    budget = contextlib.nullcontext() if threads is None else cpu_budget(threads)
     try:
-        with thread_limit(threads):
+        with budget:
+            if prepare is not None:
+                prepare, call = prepare
+                memo = getattr(_PREPARED, "value", None)
+                if memo is None or memo[0] != call:
+                    _PREPARED.value = None  # the last call's value is freed before this one's is made
+                    _PREPARED.value = (call, prepare(cfg))
+                shared = _PREPARED.value[1]
+                store = RunStore(store, create=False)
             return unit(cfg, store, shared, **keys)
     except NNKScopeError as exc:  # name the unit: a study runs many
         where = ", ".join(f"{k}={v!r}" for k, v in keys.items())

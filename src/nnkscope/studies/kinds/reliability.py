@@ -44,7 +44,8 @@ def run_reliability(cfg: dict, store: RunStore, progress=None, executor=None):
             todo.append({"seed": int(seed)})
         todo += [{"seed": int(seed), "held": list(held)} for held in cfg["held_out"]
                  if not store.has("ood", held_out=_held_name(held), seed=int(seed))]
-    run_units(_reliability_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="runs")
+    run_units(_reliability_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="runs",
+              shared=data)
     return _summary_table(store)
 
 

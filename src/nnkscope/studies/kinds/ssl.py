@@ -401,17 +401,25 @@ def run_ssl(cfg: dict, store: RunStore, progress=None, executor=None):
     """Train every model of every family, measure it, correlate its MGMs with its transfer across the family.
     Each (family, model) is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers when
     one is given; a family's correlation is computed here once its models are in."""
-    from ..common import load_data, run_units
+    from ...nn.models import require_torch
+    from ..common import run_units
 
     if all(store.has(t, family=f["name"], model=model_name(m)) for f in cfg["families"] for m in f["models"]
            for t in _UNIT_TABLES) and all(store.has(t, family=f["name"]) for f in cfg["families"]
                                           for t in ("ssl_correlation", "ssl_predictors")):
         return store.read("ssl_correlation")  # a finished run: nothing to load
+    data = _families(cfg)
     for fam in cfg["families"]:  # every family's data loaded and checked before the first model trains
-        _check_data(cfg, fam, load_data(fam["data"]))
+        _check_data(cfg, fam, data[fam["name"]])
     todo = [{"family": fam["name"], "model": model_name(m)} for fam in cfg["families"] for m in fam["models"]
             if not all(store.has(t, family=fam["name"], model=model_name(m)) for t in _UNIT_TABLES)]
-    run_units(_ssl_unit, _families, cfg, store, todo, executor=executor, progress=progress, desc="SSL models")
+    torch = require_torch()
+    old_threads = torch.get_num_threads()  # the units set the config's threads (process-wide); restored after
+    try:
+        run_units(_ssl_unit, _families, cfg, store, todo, executor=executor, progress=progress, desc="SSL models",
+                  shared=data)
+    finally:
+        torch.set_num_threads(old_threads)
     for fam in cfg["families"]:
         _correlate_family(cfg, fam, store)
     return store.read("ssl_correlation")
@@ -428,15 +436,12 @@ def _ssl_unit(cfg: dict, store: RunStore, data: dict, family: str, model: str) -
     """The model named ``model`` of the family named ``family``: train or reload it, measure it."""
     from ...nn.models import require_torch
 
-    torch = require_torch()
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg["threads"])  # small models: more threads than cores only adds waiting
-    try:
-        fam = next(f for f in cfg["families"] if f["name"] == family)
-        entry = next(m for m in fam["models"] if model_name(m) == model)
-        _run_model(cfg, fam, entry, data[family], store)
-    finally:
-        torch.set_num_threads(old_threads)
+    # small models: more threads than cores only adds waiting.  Process-wide, so not restored per unit (units
+    # running side by side in one process would undo each other's); run_ssl restores the caller's
+    require_torch().set_num_threads(cfg["threads"])
+    fam = next(f for f in cfg["families"] if f["name"] == family)
+    entry = next(m for m in fam["models"] if model_name(m) == model)
+    _run_model(cfg, fam, entry, data[family], store)
 
 
 # --------------------------------------------------------------------------------------------------------------
