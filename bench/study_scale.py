@@ -23,6 +23,8 @@ this process with every CPU), and checks that the three ``layers`` tables agree 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -116,60 +118,61 @@ def many_layers(n: int, d: int, k: int, n_layers: int, search: str = "exact", np
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": rss0}
 
 
+def _three_ways(run, warm=None) -> dict:
+    """``{name: (seconds, result)}`` of ``run(folder, executor)`` in this process (every CPU) and on Dask
+    LocalClusters of 1 and of 2 single-threaded workers; neither a cluster's start-up nor ``warm()`` (run in this
+    process, or on every worker) is timed."""
+    from nnkscope.executor import local_cluster
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size in (("in-process", 0), ("1 worker", 1), ("2 workers", 2)):
+            with local_cluster(size) if size else contextlib.nullcontext() as client:
+                if warm is not None:
+                    client.run(warm) if size else warm()
+                t0 = time.perf_counter()
+                result = run(f"{tmp}/{size}", client)
+                out[name] = (time.perf_counter() - t0, result)
+    return out
+
+
 def workers(n: int, d: int, k: int, n_layers: int) -> dict:
     """Part C: the same saved-features layers on a Dask LocalCluster of 1 and of 2 workers (one thread each) and
     in this process (every CPU); the tables must agree to 1e-12 (BLAS thread counts may move the last bits)."""
-
-    from nnkscope.executor import local_cluster
     from nnkscope.store import RunStore
     from nnkscope.studies.layerwise import measure_layers
 
     _, y = layer_data(n, d, 0)
     feats = {f"layer{i}": layer_data(n, d, 100 + i)[0] for i in range(n_layers)}
-    out, tables = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, size in (("in-process", 0), ("1 worker", 1), ("2 workers", 2)):
-            t0 = time.perf_counter()
-            if size:
-                with local_cluster(size) as client:
-                    t0 = time.perf_counter()  # the cluster's start-up is not the study's
-                    measure_layers(feats, y, RunStore(f"{tmp}/{size}"), k=k, executor=client)
-            else:
-                measure_layers(feats, y, RunStore(f"{tmp}/{size}"), k=k)
-            out[name] = time.perf_counter() - t0
-            t = RunStore(f"{tmp}/{size}", create=False).read("layers")
-            tables[name] = t.drop(columns=["unit_id"], errors="ignore").sort_values("layer").reset_index(drop=True)
-    ref = tables["in-process"]
-    same = all(_close(ref, t[ref.columns]) for t in tables.values())
-    return {"N": n, "d": d, "layers": n_layers, "times": out, "identical": same}
+
+    def run(folder, client):
+        measure_layers(feats, y, RunStore(folder), k=k, executor=client)
+        t = RunStore(folder, create=False).read("layers")
+        return t.drop(columns=["unit_id"], errors="ignore").sort_values("layer").reset_index(drop=True)
+
+    got = _three_ways(run)
+    ref = got["in-process"][1]
+    same = all(_close(ref, t[ref.columns]) for _, t in got.values())
+    return {"N": n, "d": d, "layers": n_layers, "times": {k: t for k, (t, _) in got.items()}, "identical": same}
 
 
 def units(kind: str) -> dict:
     """Part D: a study kind whose units train models (default: a width sweep of four MLPs on digits) in this
-    process, on a Dask LocalCluster of 1 and of 2 single-threaded workers; its tables must be identical."""
-    from nnkscope.executor import local_cluster
+    process, on a Dask LocalCluster of 1 and of 2 single-threaded workers; its tables must be identical.  Every
+    worker first runs a small sweep itself: each worker's first imports (torch, numba's cached functions) take
+    seconds that are not the study's."""
     from nnkscope.studies.registry import resolve_config, run_study
 
     cfg = resolve_config(kind, UNIT_CONFIGS[kind])
-    out, tables = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, size in (("in-process", 0), ("1 worker", 1), ("2 workers", 2)):
-            t0 = time.perf_counter()
-            if size:
-                with local_cluster(size) as client:
-                    # neither the cluster's start-up nor each worker's first imports (torch, numba's cached
-                    # functions: seconds) are the study's: every worker runs the small warm-up sweep itself
-                    client.run(_warm, kind)
-                    t0 = time.perf_counter()
-                    _, table = run_study(kind, cfg, f"{tmp}/{size}", executor=client)
-            else:
-                _warm(kind)
-                t0 = time.perf_counter()
-                _, table = run_study(kind, cfg, f"{tmp}/{size}")
-            out[name] = time.perf_counter() - t0
-            tables[name] = table.sort_values(list(table.columns)).reset_index(drop=True)
-    same = all(tables["in-process"].equals(t) for t in tables.values())
-    return {"kind": kind, "units": len(cfg.get("widths", [])) or None, "times": out, "identical": same}
+
+    def run(folder, client):
+        table = run_study(kind, cfg, folder, executor=client)[1]
+        return table.sort_values(list(table.columns)).reset_index(drop=True)
+
+    got = _three_ways(run, functools.partial(_warm, kind))
+    same = all(got["in-process"][1].equals(t) for _, t in got.values())
+    return {"kind": kind, "units": len(cfg.get("widths", [])) or None, "times": {k: t for k, (t, _) in got.items()},
+            "identical": same}
 
 
 def _warm(kind: str) -> None:
