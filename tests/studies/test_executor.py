@@ -95,3 +95,33 @@ def test_units_on_a_pool_never_reuse_an_earlier_calls_prepared_value(tmp_path):
         path.write_text("20")  # same config, other content
         second = run_units(_read_unit, _read_file, cfg, store, [{"i": 0}, {"i": 1}], executor=pool)
     assert first == [10, 11, 12] and second == [20, 21]
+
+
+def _cpus_unit(cfg, store, shared, i):
+    import numba
+
+    from nnkscope._runtime import resolve_n_jobs
+
+    return resolve_n_jobs(None), numba.get_num_threads()
+
+
+def _nothing(cfg):
+    return None
+
+
+def test_a_unit_on_a_pool_gets_one_cpu_and_in_process_the_callers_threads(tmp_path):
+    """On workers a unit's nested "every CPU" defaults mean its budget of 1, or N tasks would each claim N cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    from nnkscope._runtime import _CPU_BUDGET, available_cpus
+    from nnkscope.studies.common import run_units
+
+    store = RunStore(tmp_path / "run")
+    todo = [{"i": 0}, {"i": 1}]
+    with ThreadPoolExecutor(2) as pool:
+        assert run_units(_cpus_unit, _nothing, {}, store, todo, executor=pool) == [(1, 1), (1, 1)]
+    here = (available_cpus(), numba.get_num_threads())
+    assert run_units(_cpus_unit, _nothing, {}, store, todo) == [here, here]
+    assert _CPU_BUDGET.get() is None  # no budget leaks into the caller
