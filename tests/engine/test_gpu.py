@@ -49,3 +49,20 @@ def test_cuda_equals_exact():
     ref = knn(X, 12)
     got = knn(X, 12, method=TorchSearch("cuda"))
     assert (got.indices == ref.indices).all()
+
+
+def test_the_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
+    """bench/gpu.py waits for a session with a device: its CPU mode must keep working (identical candidates)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
+    env = dict(os.environ, OUT=str(tmp_path))
+    out = subprocess.run([sys.executable, str(script), "--device", "cpu", "--n", "600", "--d", "16", "--big-n",
+                          "1500", "--big-d", "8", "--k", "8"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    r = json.loads((tmp_path / "gpu.json").read_text())
+    assert r["layer"]["candidates_identical"] and r["layer"]["loo_equal"] and r["graph"]["graphs_identical"]
