@@ -18,6 +18,8 @@ __all__ = [
     "ZeroVectorError",
     "DuplicatePointsError",
     "FileFormatError",
+    "MissingDependencyError",
+    "SchedulerConnectionError",
 ]
 
 
@@ -63,3 +65,7 @@ class FileFormatError(NNKScopeError, OSError):
 
 class MissingDependencyError(NNKScopeError, ImportError):
     """An optional package a feature needs is not installed (the message names the pip command)."""
+
+
+class SchedulerConnectionError(NNKScopeError, ConnectionError):
+    """The Dask scheduler given by address could not be reached (the message says how to start or find one)."""

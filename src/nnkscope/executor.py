@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 
 from ._runtime import require
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, SchedulerConnectionError
 
 __all__ = ["InlineExecutor", "as_executor", "is_inline", "local_cluster", "connect"]
 
@@ -94,5 +94,12 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, memory_limit:
 def connect(address: str) -> Iterator:
     """A ``Client`` of the running Dask scheduler at ``address`` (e.g. ``"tcp://10.0.0.5:8786"``)."""
     distributed = _require_dask()
-    with distributed.Client(address) as client:
+    try:
+        client = distributed.Client(address)
+    except (OSError, TimeoutError) as exc:  # refused, timed out, unknown host: the address or the cluster is wrong
+        raise SchedulerConnectionError(
+            f"cannot reach a Dask scheduler at {address!r} ({exc}); start one there (`dask scheduler`, then "
+            f"`dask worker {address}` on each machine), check the address and that this machine can reach it, or "
+            "run on this machine with --local-cluster N (Python: local_cluster(n))") from None
+    with client:
         yield client

@@ -125,3 +125,19 @@ def test_a_unit_on_a_pool_gets_one_cpu_and_in_process_the_callers_threads(tmp_pa
     here = (available_cpus(), numba.get_num_threads())
     assert run_units(_cpus_unit, _nothing, {}, store, todo) == [here, here]
     assert _CPU_BUDGET.get() is None  # no budget leaks into the caller
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
+    import distributed
+
+    from nnkscope.errors import SchedulerConnectionError
+    from nnkscope.executor import connect
+
+    def refused(address, *a, **kw):
+        raise OSError(f"Timed out trying to connect to {address} after 30 s")
+
+    monkeypatch.setattr(distributed, "Client", refused)
+    with pytest.raises(SchedulerConnectionError, match=r"cannot reach a Dask scheduler at 'tcp://10\.0\.0\.9:8786'.*"
+                                                        r"dask scheduler.*--local-cluster N"):
+        with connect("tcp://10.0.0.9:8786"):
+            pass
