@@ -411,17 +411,17 @@ def run_ssl(cfg: dict, store: RunStore, progress=None, executor=None):
     data = _families(cfg)
     for fam in cfg["families"]:  # every family's data loaded and checked before the first model trains
         _check_data(cfg, fam, data[fam["name"]])
-    todo = [{"family": fam["name"], "model": model_name(m)} for fam in cfg["families"] for m in fam["models"]
-            if not all(store.has(t, family=fam["name"], model=model_name(m)) for t in _UNIT_TABLES)]
     torch = require_torch()
     old_threads = torch.get_num_threads()  # the units set the config's threads (process-wide); restored after
     try:
-        run_units(_ssl_unit, _families, cfg, store, todo, executor=executor, progress=progress, desc="SSL models",
-                  shared=data)
+        for fam in cfg["families"]:  # a family's correlation as soon as its models are in: a stop keeps it
+            todo = [{"family": fam["name"], "model": model_name(m)} for m in fam["models"]
+                    if not all(store.has(t, family=fam["name"], model=model_name(m)) for t in _UNIT_TABLES)]
+            run_units(_ssl_unit, _families, cfg, store, todo, executor=executor, progress=progress,
+                      desc=f"SSL models of {fam['name']}", shared=data)
+            _correlate_family(cfg, fam, store)
     finally:
         torch.set_num_threads(old_threads)
-    for fam in cfg["families"]:
-        _correlate_family(cfg, fam, store)
     return store.read("ssl_correlation")
 
 
