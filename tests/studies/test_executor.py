@@ -141,3 +141,22 @@ def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
                                                         r"dask scheduler.*--local-cluster N"):
         with connect("tcp://10.0.0.9:8786"):
             pass
+
+
+def test_a_stopped_stability_study_resumes_with_the_runs_not_yet_saved(tmp_path):
+    import shutil
+
+    cfg = resolve_config("stability", _config("stability", tmp_path))
+    _, table = run_study("stability", cfg, tmp_path / "run")
+    runs = tmp_path / "run" / "stability_runs"
+    parts = sorted(runs.rglob("part.parquet"))
+    assert len(parts) == 4  # (true, shuffled) x 2 seeds
+    # a study stopped after three of its runs: no comparison yet, one run missing
+    for name in ("stability", "stability_points"):
+        shutil.rmtree(tmp_path / "run" / name)
+    lost = parts[1]
+    shutil.rmtree(lost.parent)
+    kept = {p: p.stat().st_mtime_ns for p in parts if p != lost}
+    _, again = run_study("stability", cfg, tmp_path / "run")
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept and lost.exists()  # only the lost run was redone
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), again.reset_index(drop=True))

@@ -15,8 +15,8 @@ MAX_POINTS = 2000  # per-sample values kept per run (table stability_points): bo
 def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
     """Train one model per seed (and, with ``shuffled_labels``, per seed on permuted labels), compare the runs.
     Each (labels, seed) model is a unit (:func:`~nnkscope.studies.common.run_units`), on ``executor``'s workers
-    when one is given; the units return their graphs and the tables are written once all are in (so a stopped run
-    starts over: the comparison needs every run)."""
+    when one is given; a unit saves its run (NNK graph and per-sample metrics, table ``stability_runs``), so a
+    stopped study resumes with the runs not yet saved, and the comparison is made once every run is in."""
     import pandas as pd
 
     from ..stability import stability_table
@@ -25,18 +25,19 @@ def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
         return store.read("stability")
     variants = [False, True] if cfg["shuffled_labels"] else [False]
     todo = [{"shuffled_labels": v, "seed": int(seed)} for v in variants for seed in cfg["seeds"]]
-    done = run_units(_seed_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="models")
+    run_units(_seed_unit, _data, cfg, store, [u for u in todo if not store.has("stability_runs", **_run_keys(**u))],
+              executor=executor, progress=progress, desc="models")
+    saved = store.read("stability_runs")
     rows, points = [], []
     for shuffled_labels in variants:
         runs = {}
-        for keys, (graph, metrics) in zip(todo, done, strict=True):
-            if keys["shuffled_labels"] != shuffled_labels:
-                continue
-            runs[f"seed{keys['seed']}"] = graph, metrics
+        for seed in cfg["seeds"]:
+            keys = _run_keys(shuffled_labels, int(seed))
+            graph, metrics = _saved_run(saved[(saved["labels"] == keys["labels"]) & (saved["seed"] == keys["seed"])])
+            runs[f"seed{seed}"] = graph, metrics
             n = min(len(metrics["nnk_degree"]), MAX_POINTS)
-            points.append(pd.DataFrame({"labels": "shuffled" if shuffled_labels else "true",
-                                        "run": f"seed{keys['seed']}", "seed": keys["seed"], "sample": np.arange(n),
-                                        **{m: v[:n] for m, v in metrics.items()}}))
+            points.append(pd.DataFrame({"labels": keys["labels"], "run": f"seed{seed}", "seed": int(seed),
+                                        "sample": np.arange(n), **{m: v[:n] for m, v in metrics.items()}}))
         t = stability_table(runs)
         t.insert(0, "labels", "shuffled" if shuffled_labels else "true")
         rows.append(t)
@@ -46,19 +47,43 @@ def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
     return table
 
 
+def _run_keys(shuffled_labels: bool, seed: int) -> dict:
+    return {"labels": "shuffled" if shuffled_labels else "true", "seed": seed}
+
+
 def _data(cfg: dict):
     return load_data(cfg["data"])
 
 
-def _seed_unit(cfg: dict, store: RunStore, data, shuffled_labels: bool, seed: int):
-    """One run: ``(graph, per-sample metrics)`` of the layer on the evaluation points (see ``run_metrics``)."""
+def _seed_unit(cfg: dict, store: RunStore, data, shuffled_labels: bool, seed: int) -> None:
+    """One run: the layer's NNK graph on the evaluation points and its per-sample metrics (``run_metrics``), saved
+    as one row per sample (its candidates and weights in columns ``candidate_j`` / ``theta_j``)."""
+    import pandas as pd
+
     from ..stability import run_metrics
 
     ytr = np.random.default_rng(seed).permutation(data.y_train) if shuffled_labels else data.y_train
     model = build_model(cfg["model"], data, seed)
     train(model, data.X_train, ytr, cfg["train"], seed)
     Xe = data.X_test[:min(cfg["n_eval"], len(data.X_test))]
-    return run_metrics(layer_features(model, Xe, cfg["layer"]), cfg["k"])
+    G, metrics = run_metrics(layer_features(model, Xe, cfg["layer"]), cfg["k"])
+    df = pd.DataFrame({"node": np.arange(G.n_nodes), **metrics, "error": G.errors, "status": G.status})
+    for j in range(G.k):
+        df[f"candidate_{j}"], df[f"theta_{j}"] = G.candidates[:, j], G.theta[:, j]
+    store.write("stability_runs", df, **_run_keys(shuffled_labels, seed))
+
+
+def _saved_run(df) -> tuple:
+    """``(graph, metrics)`` of a run as saved by :func:`_seed_unit` (exactly: Parquet keeps every bit)."""
+    from ...engine.graph import NNKGraph
+
+    df = df.sort_values("node")
+    k = sum(c.startswith("candidate_") for c in df.columns)
+    graph = NNKGraph(df[[f"candidate_{j}" for j in range(k)]].to_numpy(np.int64),
+                     df[[f"theta_{j}" for j in range(k)]].to_numpy(np.float64), df["error"].to_numpy(np.float64),
+                     df["status"].to_numpy(np.uint8))
+    metrics = {name: df[name].to_numpy(np.float64) for name in ("nnk_degree", "diameter")}
+    return graph, metrics
 
 
 STABLE_RATIO = 2.0  # NNK-neighbour overlap at least this many times chance counts as stable neighbourhoods
@@ -164,7 +189,8 @@ def _stability_section(store: RunStore) -> dict:
 
 
 STABILITY = StudyKind(
-    name="stability", run=run_stability, section=_stability_section, tables=("stability", "stability_points"),
+    name="stability", run=run_stability, section=_stability_section,
+    tables=("stability", "stability_points", "stability_runs"),
     defaults={"data": DATA, "model": MODEL, "train": TRAIN, "seeds": [0, 1, 2], "layer": "blocks.1", "k": 25,
               "n_eval": 1000, "shuffled_labels": False},
     checks={"seeds": lambda v: each(integer(0))(v) or (None if len(set(v)) >= 2 else "at least two distinct seeds")},
