@@ -31,7 +31,8 @@ from ._validate import as_points
 from .errors import FileFormatError, InputShapeError, InvalidParameterError
 
 __all__ = ["load_embeddings", "atomic_path", "check_output", "check_output_dir", "write_columns", "read_columns",
-           "load_npz_arrays", "RowSource", "ArraySource", "as_source", "DiskParts", "MemoryParts", "fingerprint"]
+           "write_npy", "load_npz_arrays", "RowSource", "ArraySource", "as_source", "DiskParts", "MemoryParts",
+           "fingerprint"]
 
 
 STALE_PART_SECONDS = 3600  # a temporary file untouched this long belongs to a dead writer (see atomic_path)
@@ -395,6 +396,22 @@ def __getattr__(name: str):
 # column tables: one row per node, (k,)-lists for per-candidate arrays (graph files and pipeline parts alike)
 
 
+def write_npy(path, arr: np.ndarray) -> Path:
+    """Save one array as a ``.npy`` file atomically (readers never see a partial file; see :func:`atomic_path`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_npy(pathlib.Path(tempfile.mkdtemp()) / "a.npy", np.arange(3))
+    >>> np.load(p).tolist()
+    [0, 1, 2]
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)
+    return path
+
+
 def write_columns(path, columns: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
     """Write 1-D and 2-D arrays as one Parquet table atomically (2-D arrays become fixed-size-list columns).
 
@@ -611,8 +628,7 @@ class DiskParts:
         return read_columns(self._path(stage, b), columns)
 
     def write_array(self, stage: str, b: int, arr: np.ndarray) -> None:
-        with atomic_path(self._path(stage, b, ".npy")) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, arr)
+        write_npy(self._path(stage, b, ".npy"), arr)
 
     def read_array(self, stage: str, b: int) -> np.ndarray:
         return np.load(self._path(stage, b, ".npy"), mmap_mode="r")

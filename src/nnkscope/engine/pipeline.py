@@ -33,7 +33,7 @@ from .._validate import as_points, check_k, check_positive_int
 from .._version import __version__
 from ..errors import FileFormatError, InputShapeError, InvalidParameterError, TooFewPointsError
 from ..executor import as_executor, is_inline
-from ..io import ArraySource, DiskParts, MemoryParts, RowSource, as_source, atomic_path
+from ..io import ArraySource, DiskParts, MemoryParts, RowSource, as_source, atomic_path, write_npy
 from .graph import NNKGraph, rows_to_csr, symmetrize
 from .kernels import Kernel
 from .neighbors import APPROXIMATE, COSINE_DUP_EPS, Neighbors, _query_tiles, _settle, _Space, duplicate_error
@@ -391,8 +391,7 @@ def build_graph(source, out_dir=None, k: int | None = None, *, settings: GraphSe
             X = as_points(source)
             src = RowSource(str(out / "input.npy"))
             if not Path(src.path).exists() or ArraySource(X).fingerprint() != src.fingerprint():
-                with atomic_path(Path(src.path)) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, X)
+                write_npy(src.path, X)
     n, d = src.shape
     check_k(s.k, n, extra=1)
     if shard_size <= s.k:

@@ -67,7 +67,7 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
     from pathlib import Path
 
     from ..executor import is_inline
-    from ..io import atomic_path
+    from ..io import write_npy
     from .common import run_units
 
     keys = list(features)
@@ -78,11 +78,7 @@ def compare_features(features: dict, store: RunStore, *, k: int = 25, kernel: st
     spill = None
     if todo and not is_inline(executor):  # workers read the features from the run folder
         spill = Path(store.root) / ".features" / "compare"
-        for i, key in enumerate(keys):
-            path = spill / f"{i}.npy"
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(features[key]))
-            cfg["paths"].append(str(path))
+        cfg["paths"] = [str(write_npy(spill / f"{i}.npy", np.asarray(features[key]))) for i, key in enumerate(keys)]
     try:
         run_units(_pair_unit, _spilled, cfg, store, todo, executor=executor, progress=progress, desc="pairs",
                   shared={"arrays": features, "graphs": {}})

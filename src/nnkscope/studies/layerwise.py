@@ -28,7 +28,7 @@ from ..engine.pipeline import build_graph, run_tasks
 from ..engine.settings import GraphSettings
 from ..errors import InputShapeError, InvalidParameterError, NNKScopeError, NonFiniteError
 from ..executor import as_executor, is_inline
-from ..io import ArraySource, atomic_path, fingerprint
+from ..io import ArraySource, fingerprint, write_npy
 from ..measures.collapse import equi_separation_fit, weighted_nc1_fuzziness
 from ..measures.embedding import spectral_embedding, umap_embedding
 from ..measures.intrinsic import dimension_from_weights, intrinsic_dimension, pca_from_spectrum
@@ -162,10 +162,7 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
             raise InputShapeError(f"layer {name!r} has {len(H)} rows but there are {len(codes)} labels; features "
                                   "and labels must describe the same points")
         if spill is not None:
-            path = spill / f"{unit['unit_id']}-{index}.npy"
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(H).reshape(len(H), -1))
-            H = str(path)
+            H = str(write_npy(spill / f"{unit['unit_id']}-{index}.npy", np.asarray(H).reshape(len(H), -1)))
         elif callable(feature):  # loaded again when its unit runs: one layer in memory at a time, not all
             H = feature
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
