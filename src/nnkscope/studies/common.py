@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 
 __all__ = ["Data", "load_data", "build_model", "train", "layer_features", "MODEL_KINDS", "eval_subset", "error_rate",
-           "run_units"]
+           "run_units", "config_data"]
 
 from .base import MODEL_KINDS  # noqa: E402
 
@@ -43,6 +43,12 @@ def load_data(spec: dict) -> Data:
                                              test_size=spec.get("test_size", 0.2))
     ntr, nte = spec.get("n_train", 0) or len(Xtr), spec.get("n_test", 0) or len(Xte)
     return Data(Xtr[:ntr], ytr[:ntr], Xte[:nte], yte[:nte], shape)
+
+
+def config_data(cfg: dict) -> Data:
+    """The dataset of a study config (its ``data`` section): the ``prepare`` of units that share only the data
+    (:func:`run_units`)."""
+    return load_data(cfg["data"])
 
 
 def build_model(spec: dict, data: Data, seed: int):

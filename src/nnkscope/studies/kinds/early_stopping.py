@@ -7,7 +7,7 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
-from ..common import build_model, error_rate, layer_features, load_data, run_units, train
+from ..common import build_model, config_data, error_rate, layer_features, run_units, train
 from ..figures import Figure, Term, fmt, lines, long, section
 
 
@@ -22,7 +22,7 @@ def run_early_stopping(cfg: dict, store: RunStore, progress=None, executor=None)
         raise InvalidParameterError(f"method must be 'deepnnk' or 'cw-deepnnk'; got {cfg['method']!r}")
     todo = [{"seed": int(seed), "arm": arm} for seed in cfg["seeds"] for arm in cfg["arms"]]
     todo = [keys for keys in todo if not store.has("early_stopping", **keys)]
-    run_units(_arm_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="arms")
+    run_units(_arm_unit, config_data, cfg, store, todo, executor=executor, progress=progress, desc="arms")
     return store.read("early_stopping")
 
 
@@ -121,10 +121,6 @@ GLOSSARY = {
 
 
 _RUNNERS = {"deepnnk": _deepnnk_arms, "cw-deepnnk": _cw_arms}
-
-
-def _data(cfg: dict):
-    return load_data(cfg["data"])
 
 
 def _arm_unit(cfg: dict, store: RunStore, data, seed: int, arm: str) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer, number
-from ..common import build_model, load_data, run_units, train
+from ..common import build_model, config_data, run_units, train
 from ..figures import Figure, Term, fmt, fmt_rho, lines, section, spearman
 
 # the channel layers of each model kind: "channels" is ChannelConvNet's separable last layer
@@ -67,12 +67,8 @@ def run_redundancy(cfg: dict, store: RunStore, progress=None, executor=None):
     when one is given."""
     todo = [{"dropout": float(p), "seed": int(seed)} for p in cfg["dropouts"] for seed in cfg["seeds"]]
     todo = [keys for keys in todo if not store.has("redundancy", **keys)]
-    run_units(_redundancy_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="models")
+    run_units(_redundancy_unit, config_data, cfg, store, todo, executor=executor, progress=progress, desc="models")
     return _table(store)
-
-
-def _data(cfg: dict):
-    return load_data(cfg["data"])
 
 
 def _redundancy_unit(cfg: dict, store: RunStore, data, dropout: float, seed: int) -> None:

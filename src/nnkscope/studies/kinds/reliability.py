@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import InvalidParameterError
 from ...store import RunStore
 from ..base import DATA, MODEL, PATH_KEYS, TRAIN, StudyKind, choice, integer, number
-from ..common import Data, build_model, layer_features, load_data, run_units, train
+from ..common import Data, build_model, config_data, layer_features, run_units, train
 from ..figures import Figure, Term, fmt, lines, section
 
 
@@ -32,7 +32,7 @@ def run_reliability(cfg: dict, store: RunStore, progress=None, executor=None):
     points of the other classes and score the test points (held-out classes = positives).  Each (seed) label-noise
     run and each (held-out set, seed) OOD run is a unit (:func:`~nnkscope.studies.common.run_units`), on
     ``executor``'s workers when one is given."""
-    data = load_data(cfg["data"])
+    data = config_data(cfg)
     classes = set(np.unique(data.y_train).tolist())
     for held in cfg["held_out"]:  # before anything runs: every held-out class exists and some classes remain
         if not set(held) <= classes or not classes - set(held) or not np.isin(data.y_test, held).any():
@@ -44,17 +44,13 @@ def run_reliability(cfg: dict, store: RunStore, progress=None, executor=None):
             todo.append({"seed": int(seed)})
         todo += [{"seed": int(seed), "held": list(held)} for held in cfg["held_out"]
                  if not store.has("ood", held_out=_held_name(held), seed=int(seed))]
-    run_units(_reliability_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="runs",
+    run_units(_reliability_unit, config_data, cfg, store, todo, executor=executor, progress=progress, desc="runs",
               shared=data)
     return _summary_table(store)
 
 
 def _held_name(held) -> str:
     return ",".join(str(c) for c in held)
-
-
-def _data(cfg: dict):
-    return load_data(cfg["data"])
 
 
 def _reliability_unit(cfg: dict, store: RunStore, data: Data, seed: int, held: list | None = None) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, each, integer
-from ..common import build_model, layer_features, load_data, run_units, train
+from ..common import build_model, config_data, layer_features, run_units, train
 from ..figures import Figure, Term, density, fmt, lines, section
 
 MAX_POINTS = 2000  # per-sample values kept per run (table stability_points): bounded whatever n_eval is
@@ -25,8 +25,8 @@ def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
         return store.read("stability")
     variants = [False, True] if cfg["shuffled_labels"] else [False]
     todo = [{"shuffled_labels": v, "seed": int(seed)} for v in variants for seed in cfg["seeds"]]
-    run_units(_seed_unit, _data, cfg, store, [u for u in todo if not store.has("stability_runs", **_run_keys(**u))],
-              executor=executor, progress=progress, desc="models")
+    todo = [keys for keys in todo if not store.has("stability_runs", **_run_keys(**keys))]
+    run_units(_seed_unit, config_data, cfg, store, todo, executor=executor, progress=progress, desc="models")
     saved = store.read("stability_runs")
     rows, points = [], []
     for shuffled_labels in variants:
@@ -49,10 +49,6 @@ def run_stability(cfg: dict, store: RunStore, progress=None, executor=None):
 
 def _run_keys(shuffled_labels: bool, seed: int) -> dict:
     return {"labels": "shuffled" if shuffled_labels else "true", "seed": seed}
-
-
-def _data(cfg: dict):
-    return load_data(cfg["data"])
 
 
 def _seed_unit(cfg: dict, store: RunStore, data, shuffled_labels: bool, seed: int) -> None:

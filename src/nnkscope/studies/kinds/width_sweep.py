@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...store import RunStore
 from ..base import DATA, MODEL, TRAIN, StudyKind, choice, each, integer
-from ..common import build_model, error_rate, layer_features, load_data, run_units, train
+from ..common import build_model, config_data, error_rate, layer_features, run_units, train
 from ..figures import Figure, Term, fmt, lines, long, section
 
 
@@ -13,12 +13,8 @@ def run_width_sweep(cfg: dict, store: RunStore, progress=None, executor=None):
     NNK leave-one-out geometry of its last hidden layer on the training set.  Each width is a unit
     (:func:`~nnkscope.studies.common.run_units`): on ``executor``'s workers when one is given."""
     todo = [{"width": int(w)} for w in cfg["widths"] if not store.has("width_sweep", width=int(w))]
-    run_units(_width_unit, _data, cfg, store, todo, executor=executor, progress=progress, desc="widths")
+    run_units(_width_unit, config_data, cfg, store, todo, executor=executor, progress=progress, desc="widths")
     return store.read("width_sweep").sort_values("width")
-
-
-def _data(cfg: dict):
-    return load_data(cfg["data"])
 
 
 def _width_unit(cfg: dict, store: RunStore, data, width: int) -> None:
