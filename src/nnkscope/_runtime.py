@@ -35,10 +35,11 @@ def cpu_budget(n: int) -> Iterator[int]:
     ...     resolve_n_jobs(None)
     1
     """
-    token = _CPU_BUDGET.set(resolve_n_jobs(n))
+    n = resolve_n_jobs(n)
+    token = _CPU_BUDGET.set(n)
     try:
         with thread_limit(n):
-            yield resolve_n_jobs(n)
+            yield n
     finally:
         _CPU_BUDGET.reset(token)
 
