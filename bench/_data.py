@@ -23,6 +23,11 @@ def embedding_like(n: int, d: int, *, latent: int = 16, n_clusters: int = 200, n
     return out
 
 
+def labelled_layer(n: int, d: int, seed: int, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A layer of a classification study: :func:`embedding_like` rows and seeded labels of ``n_classes`` classes."""
+    return embedding_like(n, d, seed=seed), np.random.default_rng(seed).integers(0, n_classes, n)
+
+
 def peak_rss_gib() -> float:
     """This process's peak resident set.  VmHWM, not ru_maxrss: Linux carries ru_maxrss across the fork + exec that
     starts a spawned process, so it would report the parent's peak (e.g. from writing the data) as the child's."""

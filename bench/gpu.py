@@ -18,23 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]  # bench/distributed.py shadows Dask
-
-
-def _data(n: int, d: int, seed: int):
-    import importlib.util
-
-    import numpy as np
-
-    spec = importlib.util.spec_from_file_location("_bench_data", os.path.join(HERE, "_data.py"))
-    data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(data)
-    return data.embedding_like(n, d, seed=seed), np.random.default_rng(seed).integers(0, 10, n)
+from _data import labelled_layer  # bench/ is on the path when this script runs (nothing here imports Dask)
 
 
 def _timed(fn):
@@ -52,9 +39,9 @@ def one_layer(n: int, d: int, k: int, device: str) -> dict:
     from nnkscope.store import RunStore
     from nnkscope.studies.layerwise import measure_layers
 
-    X, y = _data(n, d, 0)
+    X, y = labelled_layer(n, d, 0)
     gpu = TorchSearch(device)
-    warm, wy = _data(2000, d, 1)
+    warm, wy = labelled_layer(2000, d, 1)
     knn(warm, k, metric="cosine", method=gpu)  # the device's start-up and kernels, not timed
     t_cpu, a = _timed(lambda: knn(X, k, metric="cosine"))
     t_gpu, b = _timed(lambda: knn(X, k, metric="cosine", method=gpu))
@@ -79,7 +66,7 @@ def big_graph(n: int, d: int, k: int, device: str, skip_cpu: bool) -> dict:
     from nnkscope import nnk_graph
     from nnkscope.engine.gpu import TorchSearch
 
-    X, _ = _data(n, d, 2)
+    X, _ = labelled_layer(n, d, 2)
     t_gpu, g = _timed(lambda: nnk_graph(X, k, kernel="cosine", knn=TorchSearch(device), duplicates="keep"))
     out = {"N": n, "d": d, "k": k, "graph_gpu_s": t_gpu, "graph_cpu_s": None, "graph_ratio": None,
            "graphs_identical": None}

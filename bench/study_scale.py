@@ -42,14 +42,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 def layer_data(n: int, d: int, seed: int):
     import importlib.util
 
-    import numpy as np
-
     spec = importlib.util.spec_from_file_location("_bench_data", os.path.join(HERE, "_data.py"))
     data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(data)
-    X = data.embedding_like(n, d, seed=seed)
-    y = np.random.default_rng(seed).integers(0, 10, n)  # 10 classes, as in a classification study
-    return X, y
+    return data.labelled_layer(n, d, seed)  # 10 classes, as in a classification study
 
 
 def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
