@@ -48,3 +48,34 @@ def test_split_products_limits_blas_and_restores_it():
     after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert inside and all(n == 1 for n in inside)
     assert after == before
+
+
+def test_matmul_t_into_a_buffer_is_the_same_product():
+    r = np.random.default_rng(3)
+    A, B = r.normal(size=(300, 20)).astype(np.float32), r.normal(size=(70, 20)).astype(np.float32)
+    buf = np.full(300 * 80, np.nan, np.float32)  # bigger than the product: its start is used
+    with split_products():
+        got = matmul_t(A, B, 2, buffer=buf)
+        ref = matmul_t(A, B, 2)
+    assert got.flags.c_contiguous and np.shares_memory(got, buf)
+    np.testing.assert_array_equal(got, ref)
+    with pytest.raises(TypeError, match="dtype"):
+        matmul_t(A, B, 2, buffer=np.empty(300 * 70))
+
+
+def test_scratch_reuses_memory_only_inside_reuse_scratch():
+    from nnkscope._runtime import reuse_scratch, scratch
+
+    a, b = scratch("k", (4, 5), np.float64), scratch("k", (4, 5), np.float64)
+    assert not np.shares_memory(a, b)  # outside: plain np.empty
+    with reuse_scratch():
+        a = scratch("k", (4, 5), np.float64)
+        b = scratch("k", (5, 2), np.int32)  # same key: the same memory, any shape and dtype that fits
+        c = scratch("other", (4, 5), np.float64)
+        assert np.shares_memory(a, b) and not np.shares_memory(a, c)
+        assert b.shape == (5, 2) and b.dtype == np.int32 and b.flags.c_contiguous
+        big = scratch("k", (100, 100), np.float64)  # too small: grown
+        assert big.shape == (100, 100)
+        big[:] = 1.0
+        assert scratch("k", (10,), np.float64).sum() == 10.0  # the grown buffer is kept
+    assert not np.shares_memory(scratch("k", (4, 5), np.float64), big)

@@ -440,6 +440,7 @@ def _self_join(space: _Space, width: int):
     sq = _row_sq_norms(Xs)  # float64 sums of the float32 rows' squares (not space.norms squared: one rounding)
     hd = np.full((N, w), np.inf)
     hi = np.full((N, w), _NO_INDEX, np.int64)
+    tile = np.empty(min(N, _JOIN_ROWS) * min(N, _JOIN_COLS), np.float32)  # every product reuses it (matmul_t)
     for lo in range(0, N, _JOIN_ROWS):
         top = min(N, lo + _JOIN_ROWS)
         A = Xs[lo:top]
@@ -447,7 +448,7 @@ def _self_join(space: _Space, width: int):
         for c_lo in range(lo, N, _JOIN_COLS):
             c_hi = min(N, c_lo + _JOIN_COLS)
             with split_products():
-                S = matmul_t(A, Xs[c_lo:c_hi])
+                S = matmul_t(A, Xs[c_lo:c_hi], buffer=tile)
             _offer_rows(S, sq[lo:top], sq[c_lo:c_hi], rows, np.arange(c_lo, c_hi, dtype=np.int64), hd, hi)
             # columns inside I were offered by the row pass already (the diagonal tile holds both orders)
             _join_cols(S, sq[lo:top], sq[c_lo:c_hi], lo, c_lo, max(0, top - c_lo), hd, hi)
