@@ -1,6 +1,7 @@
 """Manifold graph metrics on synthetic manifolds with known answers, and against brute-force oracles."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.linalg import subspace_angles
@@ -244,3 +245,30 @@ def test_local_geometry_is_both_measures_from_one_gather(normalize, diameter_nor
         assert ratio[i] == pytest.approx(lam[0] / lam.sum(), rel=1e-10)
     np.testing.assert_array_equal(diam, polytope_diameter(X, G.candidates, G.theta, normalize=diameter_normalize))
     np.testing.assert_array_equal(ids, local_dimension(X, G.candidates, G.theta, normalize=normalize)[0])
+
+
+def test_tangent_spaces_into_out_and_its_checks():
+    X = np.random.default_rng(5).normal(size=(60, 6))
+    cand = nnk_graph(X, 8).candidates
+    ref = tangent_spaces(X, cand, 3)
+    out = np.full((60, 3, 6), np.nan)
+    assert tangent_spaces(X, cand, 3, out=out) is out
+    np.testing.assert_array_equal(out, ref)
+    for bad in (np.empty((60, 2, 6)), np.empty((60, 3, 6), np.float32), np.empty((60, 6, 3)).transpose(0, 2, 1)):
+        with pytest.raises(InputShapeError, match="out must be"):
+            tangent_spaces(X, cand, 3, out=bad)
+
+
+def test_metrics_reusing_scratch_memory_equal_fresh_ones():
+    """Two layers measured in one reuse_scratch body share the tangents' memory: each must still get its own."""
+    from nnkscope._runtime import reuse_scratch
+
+    r = np.random.default_rng(6)
+    layers = [make_manifold("sphere", 300, seed=1), r.normal(size=(250, 7))]
+    fresh = [point_metrics(X, k=10)[0] for X in layers]
+    with reuse_scratch():
+        reused = [point_metrics(X, k=10)[0] for X in layers]
+        again = point_metrics(layers[0], k=10)[0]
+    for a, b in zip(fresh, reused, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(fresh[0], again)

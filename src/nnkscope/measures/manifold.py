@@ -232,17 +232,31 @@ def _tangents(Z, inv, candidates, m, out):
                     out[i, c, t] += B[a, t] * u
 
 
-def tangent_spaces(X, candidates, dim: int, *, normalize: bool = False, n_jobs: int | None = None) -> np.ndarray:
+def tangent_spaces(X, candidates, dim: int, *, normalize: bool = False, n_jobs: int | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """(N, dim, d) orthonormal tangent bases from PCA of each point with its k candidates (orientation).
 
     The result takes ``8 N dim d`` bytes (float64, kept so that flat manifolds give curvature 0 to 1e-12);
     for 10^6 points in 128-D at dim 3 that is 3 GB: compute on a subset or in a lower dimension there.
+    ``out``: a C-contiguous float64 array of that shape to write the bases into (returned).
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 0], [1, 0], [2, 0], [3, 0]])   # points on the x axis: the tangent is (+-1, 0)
+    >>> U = tangent_spaces(X, np.array([[1, 2], [0, 2], [1, 3], [1, 2]]), 1)
+    >>> np.abs(U[:, 0]).round(12).tolist()
+    [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
     """
     Z = as_points(X, "X")
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     if not isinstance(dim, (int, np.integer)) or not 1 <= dim <= min(candidates.shape[1], Z.shape[1]):
         raise InvalidParameterError(f"dim must be an integer in [1, min(k, d)]; got {dim!r}")
-    out = np.empty((len(candidates), int(dim), Z.shape[1]))
+    shape = (len(candidates), int(dim), Z.shape[1])
+    if out is None:
+        out = np.empty(shape)
+    elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise InputShapeError(f"out must be a writeable C-contiguous float64 array of shape {shape}; got "
+                              f"{out.dtype} {out.shape}")
     with thread_limit(n_jobs):
         _tangents(Z, _inv_norms(Z, normalize), candidates, int(dim), out)
     return out

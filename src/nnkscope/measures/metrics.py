@@ -67,7 +67,9 @@ def _tangent_task(plan, b: int, dim: int, normalize: bool) -> int:
         g = plan.parts.read("nnk", b, ["candidates"])
         lo, hi = plan.blocks[b]
         _, Z, cand = plan.source.gather(lo, hi, g["candidates"])  # the block's rows come first in Z
-        plan.parts.write_array("tangents", b, tangent_spaces(Z, cand, dim, normalize=normalize, n_jobs=plan.threads))
+        out = plan.parts.scratch_array("tangents", b, (len(cand), dim, Z.shape[1]), np.float64)
+        plan.parts.write_array("tangents", b, tangent_spaces(Z, cand, dim, normalize=normalize, n_jobs=plan.threads,
+                                                             out=out))
     return b
 
 

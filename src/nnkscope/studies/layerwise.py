@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .._runtime import thread_limit
+from .._runtime import reuse_scratch, thread_limit
 from .._validate import as_points, check_choice, check_labels, trusted
 from .._version import __version__
 from ..engine.neighbors import Neighbors
@@ -168,7 +168,8 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                      threads))
         del H
-    summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
+    with reuse_scratch():  # layers measured here one after another reuse their big work arrays
+        summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
     _write_fit(store, keys)
