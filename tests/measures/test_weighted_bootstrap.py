@@ -51,6 +51,20 @@ def test_weighted_mean_and_median_equal_the_repeated_sample():
         assert weighted_mean(v, ones) == v.mean() and weighted_median(v, ones) == np.median(v)
 
 
+@pytest.mark.parametrize("entries", [1, 90, 1 << 20])  # one row per chunk, a few rows, all rows in one
+def test_weighted_mean_and_median_in_row_chunks_change_no_number(monkeypatch, entries):
+    r = np.random.default_rng(11)
+    v = r.normal(size=37)
+    W = np.vstack([np.ones(37), *unc.bootstrap_weights(37, 9, seed=2)])
+    rows_mean = [(w * v).sum() / w.sum() for w in W]  # each row alone, the summation the docstring promises
+    rows_median = [np.median(np.repeat(v, w.astype(int))) for w in W]
+    monkeypatch.setattr(unc, "_ROW_CHUNK_ENTRIES", entries)
+    m, md = unc.weighted_mean(v, W), unc.weighted_median(v, W)
+    np.testing.assert_array_equal(m, rows_mean)
+    np.testing.assert_array_equal(md, rows_median)
+    assert m[0] == v.mean() and md[0] == np.median(v)
+
+
 def test_weighted_bootstrap_of_a_mean_is_bootstrap_ci():
     x = np.random.default_rng(1).normal(size=80)
     low, high = weighted_bootstrap_ci(lambda W: weighted_mean(x, W), len(x), n_boot=300, seed=2, level=0.9)
