@@ -65,6 +65,16 @@ def test_weighted_mean_and_median_in_row_chunks_change_no_number(monkeypatch, en
     assert m[0] == v.mean() and md[0] == np.median(v)
 
 
+def test_weighted_mean_and_median_refuse_values_that_are_not_one_per_point():
+    from nnkscope.errors import InputShapeError
+
+    W = np.ones((3, 5))
+    for v in (np.ones((3, 5)), np.ones(4)):
+        for fn in (unc.weighted_mean, unc.weighted_median):
+            with pytest.raises(InputShapeError, match=r"values must be one number per point"):
+                fn(v, W)
+
+
 def test_weighted_bootstrap_of_a_mean_is_bootstrap_ci():
     x = np.random.default_rng(1).normal(size=80)
     low, high = weighted_bootstrap_ci(lambda W: weighted_mean(x, W), len(x), n_boot=300, seed=2, level=0.9)

@@ -254,9 +254,12 @@ def tangent_spaces(X, candidates, dim: int, *, normalize: bool = False, n_jobs: 
     shape = (len(candidates), int(dim), Z.shape[1])
     if out is None:
         out = np.empty(shape)
-    elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
-        raise InputShapeError(f"out must be a writeable C-contiguous float64 array of shape {shape}; got "
-                              f"{out.dtype} {out.shape}")
+    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float64
+          or not out.flags.c_contiguous or not out.flags.writeable):
+        got = (f"{out.dtype} {out.shape}, C-contiguous={out.flags.c_contiguous}, writeable={out.flags.writeable}"
+               if isinstance(out, np.ndarray) else type(out).__name__)
+        raise InputShapeError(f"out must be a writeable C-contiguous float64 array of shape {shape}; got {got}. "
+                              "Pass np.empty(shape) or leave out=None")
     with thread_limit(n_jobs):
         _tangents(Z, _inv_norms(Z, normalize), candidates, int(dim), out)
     return out

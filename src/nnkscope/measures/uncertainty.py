@@ -226,6 +226,7 @@ def weighted_mean(values, W) -> np.ndarray:
     """
     v = np.asarray(values, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
+    _check_values(v, W)
     if W.ndim != 2:
         return (W * v).sum(axis=-1) / W.sum(axis=-1)
     out = np.empty(len(W))
@@ -245,6 +246,7 @@ def weighted_median(values, W) -> np.ndarray:
     """
     v = np.asarray(values, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
+    _check_values(v, W)
     Wm = np.atleast_2d(W)
     order = np.argsort(v, kind="stable")
     sv = v[order]
@@ -258,7 +260,15 @@ def weighted_median(values, W) -> np.ndarray:
     return out if W.ndim == 2 else out[0]
 
 
-_ROW_CHUNK_ENTRIES = 1 << 20  # weights per temporary in weighted_mean / weighted_median: 8 MB
+# weights per temporary in weighted_mean / weighted_median: 8 MB.  A chunk of bootstrap_weights
+# (WEIGHT_CHUNK_ENTRIES, 128 MiB) is made once per chunk of resamples; these temporaries, once per statistic
+_ROW_CHUNK_ENTRIES = 1 << 20
+
+
+def _check_values(v: np.ndarray, W: np.ndarray) -> None:
+    if v.ndim != 1 or W.ndim not in (1, 2) or W.shape[-1] != len(v):
+        raise InputShapeError(f"values must be one number per point, shape (n,), and W of shape (n,) or (b, n); got "
+                              f"values {v.shape} and W {W.shape}")
 
 
 def _row_chunks(W: np.ndarray):
