@@ -5,9 +5,9 @@ Part A times, on one (N, d) layer (cosine, k=20, the layer-wise study's settings
 (``faiss.knn`` inner product on unit rows, k + 1) and ``measure_layers`` of that layer (NNK graph, every per-point
 metric, LOO, class geometry, label variation), alternating ``--repeats`` times; the ratio is what to read.
 ``--old SRC`` runs the same measurement with another source tree (e.g. a checkout of an earlier commit) in a
-subprocess, interleaved, so before and after share the machine's load.  Part B runs ``measure_layers`` over
-``--layers`` layers stored as ``.npy`` files (memory-mapped, one loaded at a time) and reports the wall time and
-the peak RSS of the process.
+subprocess, interleaved in alternating order, so before and after share the machine's load (``--n-boot 0``:
+the layer without its bootstrap intervals).  Part B runs ``measure_layers`` over ``--layers`` layers stored as
+``.npy`` files (memory-mapped, one loaded at a time) and reports the wall time and the peak RSS of the process.
 
     python bench/study_scale.py                         # N = 50,000, d = 768, 12 layers
     python bench/study_scale.py --n 20000 --layers 3    # smaller
@@ -48,8 +48,9 @@ def layer_data(n: int, d: int, seed: int):
     return data.labelled_layer(n, d, seed)  # 10 classes, as in a classification study
 
 
-def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
-    """Part A in this process (whatever nnkscope PYTHONPATH gives)."""
+def one_layer(n: int, d: int, k: int, repeats: int, n_boot: int | None = None) -> dict:
+    """Part A in this process (whatever nnkscope PYTHONPATH gives); ``n_boot``: the intervals' resamples (None:
+    measure_layers' default; 0: no intervals)."""
     import faiss
     import numpy as np
 
@@ -70,7 +71,8 @@ def one_layer(n: int, d: int, k: int, repeats: int) -> dict:
                 faiss.knn(Xn, Xn, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
                 t_knn.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            out = measure_layers({"layer": X}, y, RunStore(f"{tmp}/run{r}"), k=k)
+            extra = {} if n_boot is None else {"n_boot": n_boot}
+            out = measure_layers({"layer": X}, y, RunStore(f"{tmp}/run{r}"), k=k, **extra)
             t_layer.append(time.perf_counter() - t0)
     med = statistics.median
     return {"version": nnkscope.__version__, "source": os.path.dirname(nnkscope.__file__), "N": n, "d": d, "k": k,
@@ -200,6 +202,8 @@ def _sub(src: str | None, mode: str, args) -> dict:
         env["PYTHONPATH"] = src
     cmd = [sys.executable, __file__, "--one", mode, "--n", str(args.n), "--d", str(args.d), "--k", str(args.k),
            "--repeats", "1", "--layers", str(args.layers), "--search", args.search, "--nprobe", str(args.nprobe)]
+    if args.n_boot is not None:
+        cmd += ["--n-boot", str(args.n_boot)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -221,10 +225,12 @@ def main() -> None:
     ap.add_argument("--search", default="exact", choices=["exact", "ivf", "hnsw"],
                     help="part B's neighbour search (default exact; ivf/hnsw report the layers' smallest recall)")
     ap.add_argument("--nprobe", type=int, default=16, help="cells probed by --search ivf (of 256)")
+    ap.add_argument("--n-boot", type=int, default=None,
+                    help="part A: the layer's bootstrap resamples (default: measure_layers' 200; 0: no intervals)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one == "layer":
-        print(json.dumps(one_layer(args.n, args.d, args.k, args.repeats)))
+        print(json.dumps(one_layer(args.n, args.d, args.k, args.repeats, args.n_boot)))
         return
     if args.units:
         r = units("width-sweep")
@@ -243,12 +249,16 @@ def main() -> None:
     if args.one == "study":
         print(json.dumps(many_layers(args.n, args.d, args.k, args.layers, args.search, args.nprobe)))
         return
-    print(f"part A: one layer {args.n} x {args.d}, k={args.k}, cosine; {args.repeats} interleaved repeat(s)")
+    boot = "" if args.n_boot is None else f", n_boot={args.n_boot}"
+    print(f"part A: one layer {args.n} x {args.d}, k={args.k}, cosine{boot}; {args.repeats} interleaved repeat(s)")
     rows = {"new": [], "old": []}
-    for _ in range(args.repeats):
-        rows["new"].append(_sub(None, "layer", args))
-        if args.old:
-            rows["old"].append(_sub(args.old, "layer", args))
+    for r in range(args.repeats):
+        # the order alternates (new old, old new, ...): the first process of a pair ran up to 10 % slower here,
+        # whichever code it ran, so a fixed order would bias the comparison
+        order = [("new", None), ("old", args.old)] if r % 2 == 0 else [("old", args.old), ("new", None)]
+        for name, src in order:
+            if name == "new" or args.old:
+                rows[name].append(_sub(src, "layer", args))
     for name, rs in rows.items():
         if rs:
             knn, layer = statistics.median(r["knn_s"] for r in rs), statistics.median(r["layer_s"] for r in rs)
