@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ._runtime import scratch
 from ._validate import as_points
 from .errors import FileFormatError, InputShapeError, InvalidParameterError
 
@@ -634,11 +633,6 @@ class DiskParts:
     def read_array(self, stage: str, b: int) -> np.ndarray:
         return np.load(self._path(stage, b, ".npy"), mmap_mode="r")
 
-    def scratch_array(self, stage: str, b: int, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """Memory to compute an array of ``stage`` in before :meth:`write_array` saves it: one buffer for the
-        whole stage (:func:`~nnkscope._runtime.scratch`), since each block's is on disk once written."""
-        return scratch(("parts", stage), shape, dtype)
-
     def memo(self, key, make):
         """``make()``: parts on disk may be read by tasks in other processes, so nothing is kept in memory."""
         return make()
@@ -690,11 +684,6 @@ class MemoryParts:
 
     def read_array(self, stage: str, b: int) -> np.ndarray:
         return self.store[(stage, b)]
-
-    def scratch_array(self, stage: str, b: int, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """Memory for block ``b``'s array of ``stage`` (kept here once written, so one buffer per block,
-        reused by the next run that writes the same stage and block: :func:`~nnkscope._runtime.scratch`)."""
-        return scratch(("parts", stage, b), shape, dtype)
 
     def memo(self, key, make):
         """``make()`` once per ``key`` for this run (kept under the stage ``"memo"`` until removed)."""

@@ -264,17 +264,17 @@ def test_tangent_spaces_into_out_and_its_checks():
 
 def test_metrics_reusing_scratch_memory_equal_fresh_ones(monkeypatch):
     """Layers measured in one reuse_scratch body share the tangents' memory: each must still get its own."""
-    import nnkscope.io as nio
+    import nnkscope.measures.metrics as met
     from nnkscope._runtime import reuse_scratch
 
     handed = []
 
-    def spy(key, shape, dtype, _real=nio.scratch):
+    def spy(key, shape, dtype, _real=met.scratch):
         arr = _real(key, shape, dtype)
         handed.append(arr.ctypes.data)
         return arr
 
-    monkeypatch.setattr(nio, "scratch", spy)
+    monkeypatch.setattr(met, "scratch", spy)
     r = np.random.default_rng(6)
     layers = [r.normal(size=(400, 12)), make_manifold("sphere", 300, seed=1)]  # the largest tangents first
     fresh = [point_metrics(X, k=10)[0] for X in layers]
@@ -290,22 +290,22 @@ def test_metrics_reusing_scratch_memory_equal_fresh_ones(monkeypatch):
 
 def test_parts_scratch_never_hands_out_an_array_still_stored():
     """A run that keeps its tangents (stopped, or held by the caller) keeps them intact while another writes."""
-    from nnkscope._runtime import reuse_scratch
+    from nnkscope._runtime import reuse_scratch, scratch
     from nnkscope.io import MemoryParts
 
     with reuse_scratch():
         first, second = MemoryParts(), MemoryParts()
-        a = first.scratch_array("tangents", 0, (3,), np.float64)
+        a = scratch("tangents", (3,), np.float64)
         kept = a.ctypes.data
         a[:] = 1.0
         first.write_array("tangents", 0, a)
         del a
-        b = second.scratch_array("tangents", 0, (3,), np.float64)
+        b = scratch("tangents", (3,), np.float64)
         b[:] = 2.0
         second.write_array("tangents", 0, b)
         assert first.read_array("tangents", 0).tolist() == [1.0, 1.0, 1.0]
         first.remove("tangents")
         second.remove("tangents")
         del b
-        c = first.scratch_array("tangents", 0, (3,), np.float64)  # both released: the kept buffer again
+        c = scratch("tangents", (3,), np.float64)  # both released: the kept buffer again
         assert c.ctypes.data == kept and c.shape == (3,)

@@ -227,12 +227,11 @@ def weighted_mean(values, W) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     _check_values(v, W)
-    if W.ndim != 2:
-        return (W * v).sum(axis=-1) / W.sum(axis=-1)
-    out = np.empty(len(W))
-    for lo, hi in _row_chunks(W):  # each row is its own pairwise sum: chunks change no number, only the memory
-        out[lo:hi] = (W[lo:hi] * v).sum(axis=-1) / W[lo:hi].sum(axis=-1)
-    return out
+    Wm = np.atleast_2d(W)
+    out = np.empty(len(Wm))
+    for lo, hi in _row_chunks(Wm):  # each row is its own pairwise sum: chunks change no number, only the memory
+        out[lo:hi] = (Wm[lo:hi] * v).sum(axis=-1) / Wm[lo:hi].sum(axis=-1)
+    return out if W.ndim == 2 else out[0]
 
 
 def weighted_median(values, W) -> np.ndarray:

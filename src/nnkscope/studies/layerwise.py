@@ -10,7 +10,6 @@ interrupted study resumes where it stopped.  :class:`TrainingCallback` runs it d
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -170,8 +169,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                      threads))
         del H
-    # layers measured here one after another reuse their big work arrays; on an executor each task allocates its own
-    with reuse_scratch() if spill is None else contextlib.nullcontext():
+    # layers measured here one after another reuse their big work arrays; tasks on other threads or processes
+    # allocate their own (scratch reuses memory only in the thread that opened the body)
+    with reuse_scratch():
         summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
