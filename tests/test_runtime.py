@@ -103,3 +103,68 @@ def test_scratch_reuses_memory_only_when_free_and_only_inside_reuse_scratch():
         t.start()
         t.join()
         assert seen[0] != ptr  # the pool's buffer is still allocated, so no other array can start there
+
+
+class _RecordingLibc:
+    """Stands in for glibc: records the allocator calls keep_freed_memory makes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_keep_freed_memory_sets_the_allocator_once_and_restores_it_when_the_last_body_ends(monkeypatch):
+    from nnkscope import _runtime as rt
+
+    libc = _RecordingLibc()
+    monkeypatch.setattr(rt, "_glibc", lambda: libc)
+    keep = [("mallopt", rt._M_MMAP_THRESHOLD, rt._KEEP_ALL), ("mallopt", rt._M_TRIM_THRESHOLD, rt._KEEP_ALL)]
+    after = [("mallopt", rt._M_MMAP_THRESHOLD, 32 << 20), ("mallopt", rt._M_TRIM_THRESHOLD, 64 << 20),
+             ("malloc_trim", 0)]
+    with rt.keep_freed_memory():
+        assert libc.calls == keep
+        with rt.keep_freed_memory():  # nested (or another thread's body): the setting is already there
+            pass
+        assert libc.calls == keep
+    assert libc.calls == keep + after
+    libc.calls.clear()
+    with pytest.raises(ZeroDivisionError), rt.keep_freed_memory():
+        raise ZeroDivisionError
+    assert libc.calls == keep + after  # restored when the body raises too
+    assert rt._heap_users == 0
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    from nnkscope import _runtime as rt
+
+    monkeypatch.setattr(rt, "_glibc", lambda: None)
+    with rt.keep_freed_memory():
+        assert rt._heap_users == 0
+
+
+@pytest.mark.skipif(__import__("nnkscope._runtime", fromlist=["_glibc"])._glibc() is None, reason="needs glibc")
+def test_inside_keep_freed_memory_a_freed_array_s_pages_serve_the_next_one():
+    import resource
+
+    from nnkscope._runtime import keep_freed_memory
+
+    def faults_of_a_fresh_array() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a = np.ones(64 << 17)  # 64 MB, written: every page touched
+        n = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        del a
+        return n
+
+    with keep_freed_memory():
+        first = faults_of_a_fresh_array()
+        again = [faults_of_a_fresh_array() for _ in range(3)]
+    # 64 MB is 32 huge pages or 16,384 small ones: fresh memory faults at least 32 times, kept memory not at all
+    assert first >= 32
+    assert min(again) < 8
