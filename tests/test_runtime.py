@@ -66,45 +66,6 @@ def test_matmul_t_into_a_buffer_is_the_same_product():
             matmul_t(A, B, 2, buffer=bad)
 
 
-def test_scratch_reuses_memory_only_when_free_and_only_inside_reuse_scratch():
-    import threading
-
-    from nnkscope._runtime import reuse_scratch, scratch
-
-    a, b = scratch("k", (4, 5), np.float64), scratch("k", (4, 5), np.float64)
-    assert not np.shares_memory(a, b)  # outside: plain np.empty
-    del a, b
-    with reuse_scratch():
-        a = scratch("k", (4, 5), np.float64)
-        ptr = a.ctypes.data
-        assert not np.shares_memory(a, scratch("k", (4, 5), np.float64))  # a is alive: never handed out again
-        part = a[1:]
-        del a
-        assert not np.shares_memory(part, scratch("k", (2, 2), np.float64))  # a slice of it is alive
-        del part
-        b = scratch("k", (5, 2), np.int32)  # all free: the same memory, any shape and dtype that fits
-        assert b.ctypes.data == ptr and b.shape == (5, 2) and b.dtype == np.int32 and b.flags.c_contiguous
-        c = scratch("other", (4, 5), np.float64)
-        assert not np.shares_memory(b, c)
-        del b, c
-        big = scratch("k", (100, 100), np.float64)  # too small: grown
-        big[:] = 1.0
-        ptr = big.ctypes.data
-        del big
-        again = scratch("k", (10,), np.float64)
-        assert again.ctypes.data == ptr and again.sum() == 10.0  # the grown buffer is kept
-        assert again.ctypes.data % 8 == 0
-        del again
-        seen = []  # another thread, even one that sees this context, allocates its own
-        import contextvars
-
-        ctx = contextvars.copy_context()
-        t = threading.Thread(target=lambda: seen.append(ctx.run(scratch, "k", (10,), np.float64).ctypes.data))
-        t.start()
-        t.join()
-        assert seen[0] != ptr  # the pool's buffer is still allocated, so no other array can start there
-
-
 class _RecordingLibc:
     """Stands in for glibc: records the allocator calls keep_freed_memory makes."""
 

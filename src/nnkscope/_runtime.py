@@ -110,64 +110,6 @@ def keep_freed_memory() -> Iterator[None]:
                 libc.malloc_trim(0)
 
 
-# buffers kept for reuse while a reuse_scratch() body runs: (owning thread, {key: buffer}); None outside one
-_SCRATCH: contextvars.ContextVar[tuple[int, dict] | None] = contextvars.ContextVar("nnkscope_scratch", default=None)
-
-
-@contextlib.contextmanager
-def reuse_scratch() -> Iterator[None]:
-    """Let :func:`scratch` hand the same memory to each call with the same key until the body ends.
-
-    Why: a large array written once per layer (the tangent bases: ``8 N dim d`` bytes, 1.5 GB for 50,000 x 768
-    at dim 5) pays its page faults again in every fresh allocation, and with transparent huge pages sometimes a
-    compaction stall: 3.4-3.7 s for those tangents into fresh memory against 2.1 s into memory already touched.
-    A study's layers, measured one after another, reuse one buffer.  The cost: the buffer (the largest size asked
-    for) stays allocated until the body ends.  Only the thread that opened the body reuses memory (a thread that
-    inherits the context, as on free-threaded Python, allocates its own).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> with reuse_scratch():
-    ...     a = scratch("x", (2, 3), "float64")
-    ...     del a                                  # done with it: its memory serves the next call
-    ...     b = scratch("x", (3, 2), "float64")
-    ...     c = scratch("x", (3, 2), "float64")    # b is still alive: c gets fresh memory
-    >>> bool(np.shares_memory(b, c))
-    False
-    """
-    token = _SCRATCH.set((threading.get_ident(), {}))
-    try:
-        yield
-    finally:
-        _SCRATCH.reset(token)
-
-
-def scratch(key, shape: tuple[int, ...], dtype):
-    """An uninitialised C-contiguous array, in memory kept for ``key`` when that is free.
-
-    Inside :func:`reuse_scratch`, in the thread that opened it, the buffer kept for ``key`` is reused (grown when
-    too small) when no array made from it is still alive; otherwise, and outside one, this is
-    ``np.empty(shape, dtype)``.  So a caller never gets memory that another array still uses."""
-    import numpy as np
-
-    state = _SCRATCH.get()
-    if state is None or state[0] != threading.get_ident():
-        return np.empty(shape, dtype)
-    pool = state[1]
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = pool.get(key)
-    # references to buf: the pool, this name and getrefcount's argument; one more is an array made from it (numpy
-    # points every view at the array that owns the memory, which is buf)
-    if buf is not None and sys.getrefcount(buf) > 3:
-        return np.empty(shape, dtype)
-    if buf is None or buf.nbytes < nbytes:
-        pool[key] = buf = None  # let the old buffer go before the new one is allocated
-        pool[key] = buf = np.empty(max(1, -(-nbytes // 8)), np.float64)  # 8-byte words: every view is aligned
-    return buf.view(np.uint8)[:nbytes].view(dtype).reshape(shape)
-
-
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """``None`` or ``-1`` -> every CPU this process may use; ``-2`` -> all but one; a positive int as given."""
     if n_jobs is None:

@@ -1,7 +1,6 @@
 """Manifold graph metrics on synthetic manifolds with known answers, and against brute-force oracles."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.linalg import subspace_angles
@@ -260,52 +259,3 @@ def test_tangent_spaces_into_out_and_its_checks():
                 frozen, [[0.0]]):
         with pytest.raises(InputShapeError, match="out must be a writeable C-contiguous float64 array"):
             tangent_spaces(X, cand, 3, out=bad)
-
-
-def test_metrics_reusing_scratch_memory_equal_fresh_ones(monkeypatch):
-    """Layers measured in one reuse_scratch body share the tangents' memory: each must still get its own."""
-    import nnkscope.measures.metrics as met
-    from nnkscope._runtime import reuse_scratch
-
-    handed = []
-
-    def spy(key, shape, dtype, _real=met.scratch):
-        arr = _real(key, shape, dtype)
-        handed.append(arr.ctypes.data)
-        return arr
-
-    monkeypatch.setattr(met, "scratch", spy)
-    r = np.random.default_rng(6)
-    layers = [r.normal(size=(400, 12)), make_manifold("sphere", 300, seed=1)]  # the largest tangents first
-    fresh = [point_metrics(X, k=10)[0] for X in layers]
-    handed.clear()
-    with reuse_scratch():
-        reused = [point_metrics(X, k=10)[0] for X in layers]
-        again = point_metrics(layers[0], k=10)[0]
-    assert len(handed) == 3 and handed[0] == handed[1] == handed[2]  # the memory was reused
-    for a, b in zip(fresh, reused, strict=True):
-        pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(fresh[0], again)
-
-
-def test_parts_scratch_never_hands_out_an_array_still_stored():
-    """A run that keeps its tangents (stopped, or held by the caller) keeps them intact while another writes."""
-    from nnkscope._runtime import reuse_scratch, scratch
-    from nnkscope.io import MemoryParts
-
-    with reuse_scratch():
-        first, second = MemoryParts(), MemoryParts()
-        a = scratch("tangents", (3,), np.float64)
-        kept = a.ctypes.data
-        a[:] = 1.0
-        first.write_array("tangents", 0, a)
-        del a
-        b = scratch("tangents", (3,), np.float64)
-        b[:] = 2.0
-        second.write_array("tangents", 0, b)
-        assert first.read_array("tangents", 0).tolist() == [1.0, 1.0, 1.0]
-        first.remove("tangents")
-        second.remove("tangents")
-        del b
-        c = scratch("tangents", (3,), np.float64)  # both released: the kept buffer again
-        assert c.ctypes.data == kept and c.shape == (3,)

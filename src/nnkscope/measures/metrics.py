@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._runtime import scratch
 from .._validate import as_points, check_labels
 from ..engine.kernels import Kernel
 from ..engine.pipeline import GraphParts, build_graph, nnk_graph, run_tasks
@@ -68,10 +67,7 @@ def _tangent_task(plan, b: int, dim: int, normalize: bool) -> int:
         g = plan.parts.read("nnk", b, ["candidates"])
         lo, hi = plan.blocks[b]
         _, Z, cand = plan.source.gather(lo, hi, g["candidates"])  # the block's rows come first in Z
-        # reused memory where free (a study's layers); memory a stored part still uses is never handed out
-        out = scratch("tangents", (len(cand), dim, Z.shape[1]), np.float64)
-        plan.parts.write_array("tangents", b, tangent_spaces(Z, cand, dim, normalize=normalize, n_jobs=plan.threads,
-                                                             out=out))
+        plan.parts.write_array("tangents", b, tangent_spaces(Z, cand, dim, normalize=normalize, n_jobs=plan.threads))
     return b
 
 

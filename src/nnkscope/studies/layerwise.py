@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .._runtime import keep_freed_memory, reuse_scratch, thread_limit
+from .._runtime import keep_freed_memory, thread_limit
 from .._validate import as_points, check_choice, check_labels, trusted
 from .._version import __version__
 from ..engine.neighbors import Neighbors
@@ -169,9 +169,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                      threads))
         del H
-    # layers measured here one after another reuse their big work arrays; tasks on other threads or processes
-    # allocate their own (scratch reuses memory only in the thread that opened the body)
-    with keep_freed_memory(), reuse_scratch():
+    # layers measured here one after another reuse the memory of each other's big work arrays (in this process;
+    # an executor's worker processes allocate their own)
+    with keep_freed_memory():
         summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
