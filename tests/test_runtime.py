@@ -67,65 +67,111 @@ def test_matmul_t_into_a_buffer_is_the_same_product():
 
 
 class _RecordingLibc:
-    """Stands in for glibc: records the allocator calls keep_freed_memory makes."""
+    """Stands in for glibc: records the allocator calls keep_freed_memory makes (``accept``: what mallopt returns)."""
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self, accept: int = 1):
+        self.calls, self.accept = [], accept
 
     def mallopt(self, param, value):
         self.calls.append(("mallopt", param, value))
-        return 1
+        return self.accept
 
     def malloc_trim(self, pad):
         self.calls.append(("malloc_trim", pad))
         return 1
 
 
-def test_keep_freed_memory_sets_the_allocator_once_and_restores_it_when_the_last_body_ends(monkeypatch):
+KEEP = [("mallopt", -4, 0), ("mallopt", -1, 2**31 - 1)]  # M_MMAP_MAX 0, M_TRIM_THRESHOLD "never"
+AFTER = [("mallopt", -4, 65536), ("mallopt", -1, 64 << 20), ("malloc_trim", 0)]  # glibc's count, 64 MB, trimmed
+
+
+def test_keep_freed_memory_sets_the_allocator_once_and_gives_it_back_when_the_last_body_ends(monkeypatch):
     from nnkscope import _runtime as rt
 
     libc = _RecordingLibc()
     monkeypatch.setattr(rt, "_glibc", lambda: libc)
-    keep = [("mallopt", rt._M_MMAP_THRESHOLD, rt._KEEP_ALL), ("mallopt", rt._M_TRIM_THRESHOLD, rt._KEEP_ALL)]
-    after = [("mallopt", rt._M_MMAP_THRESHOLD, 32 << 20), ("mallopt", rt._M_TRIM_THRESHOLD, 64 << 20),
-             ("malloc_trim", 0)]
     with rt.keep_freed_memory():
-        assert libc.calls == keep
+        assert libc.calls == KEEP and rt._heap_kept
         with rt.keep_freed_memory():  # nested (or another thread's body): the setting is already there
             pass
-        assert libc.calls == keep
-    assert libc.calls == keep + after
+        assert libc.calls == KEEP
+    assert libc.calls == KEEP + AFTER
     libc.calls.clear()
     with pytest.raises(ZeroDivisionError), rt.keep_freed_memory():
         raise ZeroDivisionError
-    assert libc.calls == keep + after  # restored when the body raises too
+    assert libc.calls == KEEP + AFTER  # given back when the body raises too
+    assert rt._heap_users == 0 and not rt._heap_kept
+
+
+def test_keep_freed_memory_refused_by_glibc_leaves_the_allocator_as_glibc_has_it(monkeypatch):
+    from nnkscope import _runtime as rt
+
+    libc = _RecordingLibc(accept=0)
+    monkeypatch.setattr(rt, "_glibc", lambda: libc)
+    with rt.keep_freed_memory():
+        assert not rt._heap_kept
+    assert libc.calls == KEEP[:1] + AFTER  # undone at once, nothing more at the end
     assert rt._heap_users == 0
 
 
-def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+def test_keep_freed_memory_is_a_no_op_without_glibc_or_with_the_user_s_own_tuning(monkeypatch):
     from nnkscope import _runtime as rt
 
+    uncached = rt._glibc.__wrapped__
+    for name, value in (("MALLOC_TRIM_THRESHOLD_", "1000000"), ("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert uncached() is None  # the user's setting stands
     monkeypatch.setattr(rt, "_glibc", lambda: None)
     with rt.keep_freed_memory():
         assert rt._heap_users == 0
 
 
-@pytest.mark.skipif(__import__("nnkscope._runtime", fromlist=["_glibc"])._glibc() is None, reason="needs glibc")
-def test_inside_keep_freed_memory_a_freed_array_s_pages_serve_the_next_one():
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_child_forked_inside_a_body_starts_without_it_and_the_parent_keeps_it(monkeypatch):
+    import os
+
+    from nnkscope import _runtime as rt
+
+    libc = _RecordingLibc()
+    monkeypatch.setattr(rt, "_glibc", lambda: libc)
+    with rt.keep_freed_memory():
+        libc.calls.clear()
+        pid = os.fork()
+        if pid == 0:  # the child: given back at the fork, and the body's end (here too) changes nothing more
+            ok = libc.calls == AFTER and rt._heap_users == 0 and not rt._heap_kept
+            with rt.keep_freed_memory():  # a body of its own works as anywhere
+                ok = ok and rt._heap_users == 1 and rt._heap_kept
+            os._exit(0 if ok and rt._heap_users == 0 and libc.calls == AFTER + KEEP + AFTER else 1)
+        _, status = os.waitpid(pid, 0)
+        assert libc.calls == [] and rt._heap_users == 1 and rt._heap_kept  # the parent's body is untouched
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert libc.calls == AFTER and rt._heap_users == 0
+
+
+def _faults_of_a_fresh_array() -> int:
+    """Page faults of this thread while it allocates and writes a 40 MB array (then freed)."""
     import resource
 
-    from nnkscope._runtime import keep_freed_memory
+    who = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+    before = resource.getrusage(who).ru_minflt
+    a = np.ones(40 << 17)
+    n = resource.getrusage(who).ru_minflt - before
+    del a
+    return n
 
-    def faults_of_a_fresh_array() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        a = np.ones(64 << 17)  # 64 MB, written: every page touched
-        n = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        del a
-        return n
 
-    with keep_freed_memory():
-        first = faults_of_a_fresh_array()
-        again = [faults_of_a_fresh_array() for _ in range(3)]
-    # 64 MB is 32 huge pages or 16,384 small ones: fresh memory faults at least 32 times, kept memory not at all
-    assert first >= 32
-    assert min(again) < 8
+@pytest.mark.skipif(__import__("nnkscope._runtime", fromlist=["_glibc"])._glibc() is None,
+                    reason="needs glibc, untuned by MALLOC_* variables")
+def test_inside_keep_freed_memory_a_freed_array_s_pages_serve_the_next_one():
+    from nnkscope import _runtime as rt
+
+    outside = min(_faults_of_a_fresh_array() for _ in range(3))  # mapped apart (over 32 MB), unmapped when freed
+    with rt.keep_freed_memory():
+        if not rt._heap_kept:
+            pytest.skip("this glibc refused the setting")
+        _faults_of_a_fresh_array()  # may need fresh heap
+        inside = [_faults_of_a_fresh_array() for _ in range(3)]
+    # 40 MB is 20 huge pages or 10,240 small ones: fresh memory faults at least 20 times, kept memory not at all
+    assert outside >= 20
+    assert min(inside) < 5

@@ -1,9 +1,10 @@
-"""Thread control and progress bars (the two run-time concerns every long computation shares)."""
+"""Thread control, progress bars and memory reuse (the run-time concerns every long computation shares)."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import sys
 import threading
@@ -45,40 +46,73 @@ def cpu_budget(n: int) -> Iterator[int]:
         _CPU_BUDGET.reset(token)
 
 
-# glibc mallopt parameters, and the thresholds keep_freed_memory() leaves behind (those glibc's dynamic rule reaches
-# once a process has freed a 32 MB block, as any numpy program of this size does)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_ALL = 2**31 - 1  # the largest value mallopt takes (an int): no block is mapped apart, no free memory trimmed
-_AFTER_MMAP, _AFTER_TRIM = 32 << 20, 64 << 20
+# glibc's mallopt parameters; what keep_freed_memory() sets inside its body and leaves behind
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_KEEP_ALL = 2**31 - 1  # trim threshold inside the body (mallopt takes an int): no free memory is given back
+_MMAP_MAX_DEFAULT, _TRIM_AFTER = 65536, 64 << 20  # glibc's default mapping count; twice the 32 MB mapping cap
+_USER_TUNED = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 _HEAP_LOCK = threading.Lock()
-_heap_users = 0
+_heap_users = 0  # bodies running now
+_heap_kept = False  # whether glibc took the setting (the bodies running now keep freed memory)
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc():
-    """The C library when it is glibc (mallopt, malloc_trim), else None (macOS, Windows, musl: nothing to tune)."""
+    """glibc's ``mallopt`` and ``malloc_trim`` when the C library is glibc and the user has not tuned its
+    allocator (``MALLOC_*_`` variables, ``glibc.malloc`` tunables: their setting stands), else None (macOS,
+    Windows, musl: nothing to set)."""
     import ctypes
     import platform
 
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
+    if any(v in os.environ for v in _USER_TUNED) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _heap_release(libc) -> None:
+    """Back to mapping large blocks apart and trimming: the free memory goes back to the kernel."""
+    libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+    libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_AFTER)
+    libc.malloc_trim(0)
+
+
+def _heap_after_fork() -> None:
+    """A process forked inside a body (its worker pool, a data loader) does not inherit it: it would never end."""
+    global _HEAP_LOCK, _heap_users, _heap_kept
+    _HEAP_LOCK = threading.Lock()  # another thread may have held it at the fork
+    if _heap_kept:
+        _heap_release(_glibc())
+    _heap_users, _heap_kept = 0, False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_heap_after_fork)
 
 
 @contextlib.contextmanager
 def keep_freed_memory() -> Iterator[None]:
     """Keep the memory this process frees for its next allocations until the body ends (glibc; a no-op elsewhere).
 
-    Why: glibc gives every block over 32 MB its own mapping and returns it to the kernel when freed, so each
-    layer of a study pays page faults again for all of its large arrays (a 20,000 x 768 layer allocates about
-    2.5 GB; on a virtual machine a fault costs more than the arithmetic done in the page: 1.1 s of system time per
-    such layer, 0.1 s with the memory kept).  Inside the body nothing is mapped apart and nothing trimmed, so a
-    freed array's pages serve the next one.  The cost: the process keeps its peak heap until the body ends.  On
-    exit the free memory goes back to the kernel (``malloc_trim``) and the thresholds are set to 32 MB (mapping)
-    and 64 MB (trimming), where glibc's own adaptive rule would have put them.  Process-wide: nested or
-    concurrent bodies share one setting, restored when the last ends.
+    Why: glibc gives every block over its mapping threshold (at most 32 MB) its own mapping and returns it to the
+    kernel when it is freed, so each layer of a study pays page faults again for all of its large arrays (a
+    20,000 x 768 layer allocates about 2.5 GB; on a virtual machine a fault costs more than the arithmetic done in
+    the page: 1.1 s of system time per such layer, 0.1 s with the memory kept).  Inside the body glibc maps no
+    block apart (``M_MMAP_MAX`` 0) and trims no free memory, so a freed array's pages serve the next one.  Blocks
+    over 64 MB that threads other than the main one allocate still get their own mappings (glibc serves them
+    outside its per-thread heaps).  The cost: the process keeps its peak heap until the body ends.  On exit the
+    free memory goes back to the kernel (``malloc_trim``), the mapping count is glibc's default again and the trim
+    threshold 64 MB (twice the 32 MB mapping cap, as glibc's adaptive rule sets it once a program has freed a
+    32 MB block); that rule stays off for the rest of the process.  A user's own allocator tuning
+    (``MALLOC_*_`` variables, ``glibc.malloc`` tunables) is left alone: then this does nothing.  Process-wide:
+    nested or concurrent bodies share one setting, given back when the last ends; a forked child starts without.
 
     Examples
     --------
@@ -89,25 +123,27 @@ def keep_freed_memory() -> Iterator[None]:
     >>> float(b.sum())
     10000000.0
     """
-    global _heap_users
+    global _heap_users, _heap_kept
     libc = _glibc()
     if libc is None:
         yield
         return
+    pid = os.getpid()
     with _HEAP_LOCK:
+        if _heap_users == 0:
+            _heap_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_ALL))
+            if not _heap_kept:  # refused (not seen on any glibc): as it was, best effort
+                _heap_release(libc)
         _heap_users += 1
-        if _heap_users == 1:
-            libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_ALL)
-            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_ALL)
     try:
         yield
     finally:
-        with _HEAP_LOCK:
-            _heap_users -= 1
-            if _heap_users == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP)
-                libc.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM)
-                libc.malloc_trim(0)
+        if os.getpid() == pid:  # a child forked inside the body ends it too: the fork already gave it back there
+            with _HEAP_LOCK:
+                _heap_users -= 1
+                if _heap_users == 0 and _heap_kept:
+                    _heap_release(libc)
+                    _heap_kept = False
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:

@@ -10,6 +10,7 @@ interrupted study resumes where it stopped.  :class:`TrainingCallback` runs it d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -101,8 +102,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
     identifier per row, e.g. its position in the user's data) becomes the ``sample`` column of ``points``, so
     results join back to the inputs.  Each layer is a task on ``executor`` (None: in this process; a
     ``concurrent.futures`` pool or a Dask client: the layers are saved once under the run folder, which every
-    worker must reach, and each worker reads its own). Measured in this process, the layers reuse one buffer for
-    their tangent bases (``8 N dim d`` bytes, the largest layer's), held until the call returns.
+    worker must reach, and each worker reads its own). Measured in this process, each layer reuses the memory the
+    layers before it freed (:func:`~nnkscope._runtime.keep_freed_memory`, glibc only): the process keeps its peak
+    heap until the call returns.
 
     Every estimate in ``layers`` gets a 95 % percentile-bootstrap interval ``<column>_ci_low`` /
     ``<column>_ci_high`` from ``n_boot`` seeded resamples of the points (0: none), all columns from the same
@@ -169,9 +171,9 @@ def measure_layers(features: dict, y, store: RunStore, *, model_name: str = "mod
         jobs.append((str(store.root), keys, name, index, H, classes, codes, s, unit, progress, samples, options,
                      threads))
         del H
-    # layers measured here one after another reuse the memory of each other's big work arrays (in this process;
-    # an executor's worker processes allocate their own)
-    with keep_freed_memory():
+    # layers measured here one after another reuse the memory of each other's big work arrays; not around a pool,
+    # whose workers, forked inside the body, would keep their peak heap as long as they live
+    with keep_freed_memory() if is_inline(executor) else contextlib.nullcontext():
         summaries = run_tasks(ex, _measure_unit, jobs, "layers", False)
     if spill is not None:
         shutil.rmtree(spill, ignore_errors=True)
