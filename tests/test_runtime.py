@@ -103,7 +103,7 @@ def test_keep_freed_memory_sets_the_allocator_once_and_gives_it_back_when_the_la
     assert rt._heap_users == 0 and not rt._heap_kept
 
 
-def test_keep_freed_memory_refused_by_glibc_leaves_the_allocator_as_glibc_has_it(monkeypatch):
+def test_keep_freed_memory_refused_by_glibc_is_undone_at_once_as_at_a_body_s_end(monkeypatch):
     from nnkscope import _runtime as rt
 
     libc = _RecordingLibc(accept=0)

@@ -132,7 +132,7 @@ def keep_freed_memory() -> Iterator[None]:
     with _HEAP_LOCK:
         if _heap_users == 0:
             _heap_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_ALL))
-            if not _heap_kept:  # refused (not seen on any glibc): as it was, best effort
+            if not _heap_kept:  # refused (not seen on any glibc): undo what took, as the end of a body does
                 _heap_release(libc)
         _heap_users += 1
     try:
